@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Group commit in front of a spool backend: the bounded submit queue, the
+ * writer thread, periodic purging of expired events and the health state
+ * /readyz reports.
+ */
+#include "build_config.h"
+
+#include "spool.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define SPOOL_PURGE_EVERY_MS 60000 /* expired events go within a minute */
+#define SPOOL_PROBE_EVERY_MS 1000  /* how soon an unready spool recovers */
+
+struct spool_item {
+    struct sb_event *event;
+    sb_spool_done_fn done;
+    void *arg;
+};
+
+struct sb_spool {
+    const struct sb_spool_backend *backend;
+    void *db;
+    uint64_t retention_ms;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct spool_item queue[SB_SPOOL_QUEUE_MAX]; /* ring buffer */
+    size_t head;
+    size_t count;
+    int stopping;
+    int running;
+    pthread_t writer;
+    struct spool_item batch[SB_SPOOL_BATCH_MAX]; /* the writer's alone */
+
+    atomic_int ready;
+    uint64_t committed_events; /* writer thread only */
+    uint64_t commits;
+    int64_t next_purge_ms;
+};
+
+static int64_t spool_now_ms(void)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void spool_purge(struct sb_spool *spool)
+{
+    struct sb_error err;
+    size_t purged = 0;
+    int64_t now = spool_now_ms();
+    enum sb_status rc;
+
+    sb_error_clear(&err);
+    rc = spool->backend->purge(spool->db, now - (int64_t)spool->retention_ms,
+                               &purged, &err);
+    spool->next_purge_ms = now + SPOOL_PURGE_EVERY_MS;
+    if (rc != SB_OK) {
+        SB_LOG_WARN("spool", "msg=\"purge failed; will retry\" err=\"%s\"",
+                    err.msg);
+    } else if (purged > 0) {
+        SB_LOG_INFO("spool", "purged=%zu msg=\"purged expired events\"",
+                    purged);
+    }
+}
+
+enum sb_status sb_spool_open(const struct sb_config *cfg,
+                             enum sb_spool_mode mode,
+                             struct sb_spool **out_spool,
+                             struct sb_error *err)
+{
+    struct sb_spool *spool = calloc(1, sizeof(*spool));
+    enum sb_status rc;
+
+    *out_spool = NULL;
+    if (spool == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    spool->backend = &sb_spool_sqlite_backend;
+    spool->retention_ms = cfg->retention_ms;
+    pthread_mutex_init(&spool->lock, NULL);
+    pthread_cond_init(&spool->wake, NULL);
+    atomic_init(&spool->ready, 1);
+
+    rc = sb_spool_sqlite_open(cfg->spool_path, mode, &spool->db, err);
+    if (rc != SB_OK) {
+        sb_spool_free(spool);
+        return rc;
+    }
+    if (mode == SB_SPOOL_SERVE) {
+        spool_purge(spool);
+    }
+    *out_spool = spool;
+    return SB_OK;
+}
+
+/* Takes up to SB_SPOOL_BATCH_MAX queued items; called with the lock held. */
+static size_t spool_take(struct sb_spool *spool, struct spool_item *batch)
+{
+    size_t n = 0;
+
+    while (spool->count > 0 && n < SB_SPOOL_BATCH_MAX) {
+        batch[n++] = spool->queue[spool->head];
+        spool->head = (spool->head + 1) % SB_SPOOL_QUEUE_MAX;
+        spool->count--;
+    }
+    return n;
+}
+
+static void spool_set_ready(struct sb_spool *spool, enum sb_status rc,
+                            const struct sb_error *err)
+{
+    int was_ready = atomic_exchange(&spool->ready, rc == SB_OK);
+
+    if (was_ready && rc != SB_OK) {
+        SB_LOG_ERROR("spool", "msg=\"spool is not writable; answering 503 "
+                     "until it is\" err=\"%s\"", err->msg);
+    } else if (!was_ready && rc == SB_OK) {
+        SB_LOG_INFO("spool", "msg=\"spool is writable again\"");
+    }
+}
+
+/* Commits one batch and answers every request in it. */
+static void spool_commit_batch(struct sb_spool *spool,
+                               struct spool_item *batch, size_t n)
+{
+    struct sb_event *events[SB_SPOOL_BATCH_MAX];
+    struct sb_error err;
+    enum sb_status rc;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        events[i] = batch[i].event;
+    }
+    sb_error_clear(&err);
+    rc = spool->backend->write_batch(spool->db, events, n, &err);
+    spool_set_ready(spool, rc, &err);
+    if (rc == SB_OK) {
+        spool->committed_events += n;
+        spool->commits++;
+    }
+    for (i = 0; i < n; i++) {
+        batch[i].done(batch[i].arg, rc);
+    }
+}
+
+/* Purging and probing, done when the writer has nothing else to do. */
+static void spool_maintain(struct sb_spool *spool)
+{
+    struct sb_error err;
+
+    if (!atomic_load(&spool->ready)) {
+        sb_error_clear(&err);
+        spool_set_ready(spool, spool->backend->probe(spool->db, &err), &err);
+    }
+    if (atomic_load(&spool->ready) && spool_now_ms() >= spool->next_purge_ms) {
+        spool_purge(spool);
+    }
+}
+
+static void spool_wait(struct sb_spool *spool)
+{
+    struct timespec until;
+    int64_t wait_ms = atomic_load(&spool->ready) ? SPOOL_PURGE_EVERY_MS
+                                                 : SPOOL_PROBE_EVERY_MS;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(wait_ms / 1000);
+    pthread_cond_timedwait(&spool->wake, &spool->lock, &until);
+}
+
+static void *spool_writer(void *arg)
+{
+    struct sb_spool *spool = arg;
+    struct spool_item *batch = spool->batch;
+
+    pthread_mutex_lock(&spool->lock);
+    for (;;) {
+        size_t n = spool_take(spool, batch);
+
+        if (n > 0) {
+            pthread_mutex_unlock(&spool->lock);
+            spool_commit_batch(spool, batch, n);
+            pthread_mutex_lock(&spool->lock);
+            continue;
+        }
+        if (spool->stopping) {
+            break;
+        }
+        pthread_mutex_unlock(&spool->lock);
+        spool_maintain(spool);
+        pthread_mutex_lock(&spool->lock);
+        if (spool->count == 0 && !spool->stopping) {
+            spool_wait(spool);
+        }
+    }
+    pthread_mutex_unlock(&spool->lock);
+    return NULL;
+}
+
+enum sb_status sb_spool_start(struct sb_spool *spool)
+{
+    if (pthread_create(&spool->writer, NULL, spool_writer, spool) != 0) {
+        return SB_ERR_IO;
+    }
+    spool->running = 1;
+    return SB_OK;
+}
+
+enum sb_status sb_spool_submit(struct sb_spool *spool, struct sb_event *event,
+                               sb_spool_done_fn done, void *arg)
+{
+    struct spool_item *slot;
+
+    pthread_mutex_lock(&spool->lock);
+    if (spool->count == SB_SPOOL_QUEUE_MAX || spool->stopping ||
+        !spool->running) {
+        pthread_mutex_unlock(&spool->lock);
+        return SB_ERR_FULL;
+    }
+    slot = &spool->queue[(spool->head + spool->count) % SB_SPOOL_QUEUE_MAX];
+    slot->event = event;
+    slot->done = done;
+    slot->arg = arg;
+    spool->count++;
+    pthread_cond_signal(&spool->wake);
+    pthread_mutex_unlock(&spool->lock);
+    return SB_OK;
+}
+
+int sb_spool_ready(struct sb_spool *spool)
+{
+    return atomic_load(&spool->ready);
+}
+
+enum sb_status sb_spool_list(struct sb_spool *spool, size_t limit,
+                             sb_spool_row_fn fn, void *arg,
+                             struct sb_error *err)
+{
+    return spool->backend->list(spool->db, limit, fn, arg, err);
+}
+
+void sb_spool_free(struct sb_spool *spool)
+{
+    if (spool == NULL) {
+        return;
+    }
+    if (spool->running) {
+        pthread_mutex_lock(&spool->lock);
+        spool->stopping = 1;
+        pthread_cond_signal(&spool->wake);
+        pthread_mutex_unlock(&spool->lock);
+        pthread_join(spool->writer, NULL);
+        SB_LOG_INFO("spool", "events=%" PRIu64 " commits=%" PRIu64
+                    " msg=\"spool stats\"", spool->committed_events,
+                    spool->commits);
+    }
+    if (spool->db != NULL) {
+        spool->backend->close(spool->db);
+    }
+    pthread_cond_destroy(&spool->wake);
+    pthread_mutex_destroy(&spool->lock);
+    free(spool);
+}

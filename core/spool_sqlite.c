@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The embedded spool backend: one SQLite file in WAL mode with
+ * synchronous=FULL, so a COMMIT returns only after the WAL is on disk.
+ * Only the spool's writer thread touches a serving connection.
+ */
+#include "build_config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "spool.h"
+
+#define SQLITE_BUSY_TIMEOUT_MS 5000
+#define SQLITE_SCHEMA_VERSION  1
+
+struct sqlite_db {
+    sqlite3 *conn;
+    char *path;
+    sqlite3_stmt *insert;
+};
+
+static const char sqlite_schema[] =
+    "CREATE TABLE IF NOT EXISTS events ("
+    "  id TEXT PRIMARY KEY,"          /* sorts by time of receipt */
+    "  received_at INTEGER NOT NULL," /* Unix milliseconds */
+    "  event_type TEXT NOT NULL,"
+    "  body BLOB NOT NULL"            /* the request body as received */
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS meta ("
+    "  key TEXT PRIMARY KEY,"
+    "  value TEXT NOT NULL"
+    ") WITHOUT ROWID;"
+    "PRAGMA user_version = 1;";
+
+static enum sb_status sqlite_fail(struct sqlite_db *db, struct sb_error *err,
+                                  const char *what)
+{
+    sb_error_set(err, "%s: %s: %s", db->path, what,
+                 sqlite3_errmsg(db->conn));
+    return SB_ERR_IO;
+}
+
+static enum sb_status sqlite_exec(struct sqlite_db *db, const char *sql,
+                                  struct sb_error *err, const char *what)
+{
+    if (sqlite3_exec(db->conn, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        return sqlite_fail(db, err, what);
+    }
+    return SB_OK;
+}
+
+/* mkdir -p for the spool's folder; 0700 since the spool holds PHI. */
+static enum sb_status sqlite_make_parent(const char *path,
+                                         struct sb_error *err)
+{
+    char dir[4096];
+    char *p;
+
+    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+        sb_error_set(err, "spool path is too long");
+        return SB_ERR_INVALID;
+    }
+    p = strrchr(dir, '/');
+    if (p == NULL || p == dir) {
+        return SB_OK;
+    }
+    *p = '\0';
+    for (p = dir + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+                goto fail;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        goto fail;
+    }
+    return SB_OK;
+
+fail:
+    sb_error_set(err, "cannot create spool folder %s: %s", dir,
+                 strerror(errno));
+    return SB_ERR_IO;
+}
+
+/* SQLite would create the file 0644; event bodies are patients' data. */
+static enum sb_status sqlite_create_private(const char *path,
+                                            struct sb_error *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd < 0) {
+        sb_error_set(err, "cannot create spool %s: %s", path,
+                     strerror(errno));
+        return SB_ERR_IO;
+    }
+    close(fd);
+    return SB_OK;
+}
+
+static enum sb_status sqlite_prepare_schema(struct sqlite_db *db,
+                                            struct sb_error *err)
+{
+    enum sb_status rc;
+
+    rc = sqlite_exec(db, "PRAGMA journal_mode=WAL", err, "enabling WAL");
+    if (rc == SB_OK) {
+        rc = sqlite_exec(db, "PRAGMA synchronous=FULL", err,
+                         "setting synchronous=FULL");
+    }
+    if (rc == SB_OK) {
+        rc = sqlite_exec(db, sqlite_schema, err, "creating the schema");
+    }
+    if (rc == SB_OK &&
+        sqlite3_prepare_v3(db->conn,
+                           "INSERT INTO events (id, received_at, event_type,"
+                           " body) VALUES (?, ?, ?, ?)",
+                           -1, SQLITE_PREPARE_PERSISTENT, &db->insert,
+                           NULL) != SQLITE_OK) {
+        rc = sqlite_fail(db, err, "preparing the insert");
+    }
+    return rc;
+}
+
+static void sqlite_close(void *handle)
+{
+    struct sqlite_db *db = handle;
+
+    if (db == NULL) {
+        return;
+    }
+    sqlite3_finalize(db->insert);
+    sqlite3_close(db->conn);
+    free(db->path);
+    free(db);
+}
+
+enum sb_status sb_spool_sqlite_open(const char *path, enum sb_spool_mode mode,
+                                    void **out_db, struct sb_error *err)
+{
+    struct sqlite_db *db = calloc(1, sizeof(*db));
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    enum sb_status rc = SB_ERR_NOMEM;
+
+    *out_db = NULL;
+    if (db == NULL || (db->path = strdup(path)) == NULL) {
+        goto out;
+    }
+    if (mode == SB_SPOOL_SERVE) {
+        rc = sqlite_make_parent(path, err);
+        if (rc == SB_OK) {
+            rc = sqlite_create_private(path, err);
+        }
+        if (rc != SB_OK) {
+            goto out;
+        }
+    } else if (access(path, F_OK) != 0) {
+        sb_error_set(err, "spool %s does not exist yet (serve creates it)",
+                     path);
+        rc = SB_ERR_IO;
+        goto out;
+    }
+    if (sqlite3_open_v2(path, &db->conn, flags, NULL) != SQLITE_OK) {
+        rc = sqlite_fail(db, err, "cannot open");
+        goto out;
+    }
+    sqlite3_busy_timeout(db->conn, SQLITE_BUSY_TIMEOUT_MS);
+    rc = mode == SB_SPOOL_SERVE ? sqlite_prepare_schema(db, err) : SB_OK;
+
+out:
+    if (rc != SB_OK) {
+        sqlite_close(db);
+        return rc;
+    }
+    *out_db = db;
+    return SB_OK;
+}
+
+static enum sb_status sqlite_insert(struct sqlite_db *db,
+                                    const struct sb_event *ev,
+                                    struct sb_error *err)
+{
+    sqlite3_stmt *st = db->insert;
+    int rc;
+
+    sqlite3_bind_text(st, 1, ev->id, SB_EVENT_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, ev->received_ms);
+    sqlite3_bind_text(st, 3, ev->event_type, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, ev->body, (int)ev->body_len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) {
+        return sqlite_fail(db, err, "storing an event");
+    }
+    return SB_OK;
+}
+
+/* Leaves no transaction open whatever failed, so the next batch can run. */
+static void sqlite_rollback(struct sqlite_db *db)
+{
+    if (!sqlite3_get_autocommit(db->conn)) {
+        sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+    }
+}
+
+static enum sb_status sqlite_write_batch(void *handle,
+                                         struct sb_event *const *events,
+                                         size_t count, struct sb_error *err)
+{
+    struct sqlite_db *db = handle;
+    enum sb_status rc;
+    size_t i;
+
+    rc = sqlite_exec(db, "BEGIN IMMEDIATE", err, "starting a transaction");
+    for (i = 0; rc == SB_OK && i < count; i++) {
+        rc = sqlite_insert(db, events[i], err);
+    }
+    if (rc == SB_OK) {
+        rc = sqlite_exec(db, "COMMIT", err, "committing");
+    }
+    if (rc != SB_OK) {
+        sqlite_rollback(db);
+    }
+    return rc;
+}
+
+/*
+ * Ids sort by time, so "received before T" is "id below the smallest id of
+ * T", which the primary key answers without another index.
+ */
+static enum sb_status sqlite_purge(void *handle, int64_t before_ms,
+                                   size_t *out_count, struct sb_error *err)
+{
+    struct sqlite_db *db = handle;
+    sqlite3_stmt *st = NULL;
+    char floor_id[SB_EVENT_ID_LEN + 1];
+    int rc;
+
+    *out_count = 0;
+    if (sqlite3_prepare_v2(db->conn, "DELETE FROM events WHERE id < ?", -1,
+                           &st, NULL) != SQLITE_OK) {
+        return sqlite_fail(db, err, "preparing the purge");
+    }
+    sb_event_id_floor(before_ms, floor_id);
+    sqlite3_bind_text(st, 1, floor_id, SB_EVENT_ID_LEN, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return sqlite_fail(db, err, "purging");
+    }
+    *out_count = (size_t)sqlite3_changes(db->conn);
+    return SB_OK;
+}
+
+static enum sb_status sqlite_probe(void *handle, struct sb_error *err)
+{
+    struct sqlite_db *db = handle;
+    enum sb_status rc;
+
+    rc = sqlite_exec(db,
+                     "BEGIN IMMEDIATE;"
+                     "INSERT OR REPLACE INTO meta (key, value) VALUES"
+                     " ('probe', strftime('%s','now'));"
+                     "COMMIT",
+                     err, "probing");
+    if (rc != SB_OK) {
+        sqlite_rollback(db);
+    }
+    return rc;
+}
+
+static enum sb_status sqlite_list(void *handle, size_t limit,
+                                  sb_spool_row_fn fn, void *arg,
+                                  struct sb_error *err)
+{
+    struct sqlite_db *db = handle;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT id, received_at, event_type FROM events"
+                           " ORDER BY id DESC LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return sqlite_fail(db, err, "listing events");
+    }
+    sqlite3_bind_int64(st, 1, limit == 0 ? -1 : (sqlite3_int64)limit);
+    for (;;) {
+        struct sb_spool_row row;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            break;
+        }
+        row = (struct sb_spool_row){
+            .id = (const char *)sqlite3_column_text(st, 0),
+            .received_ms = sqlite3_column_int64(st, 1),
+            .event_type = (const char *)sqlite3_column_text(st, 2),
+        };
+
+        fn(arg, &row);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return sqlite_fail(db, err, "listing events");
+    }
+    return SB_OK;
+}
+
+const struct sb_spool_backend sb_spool_sqlite_backend = {
+    .name = "sqlite",
+    .write_batch = sqlite_write_batch,
+    .purge = sqlite_purge,
+    .probe = sqlite_probe,
+    .list = sqlite_list,
+    .close = sqlite_close,
+};
