@@ -74,8 +74,7 @@ static enum MHD_Result admin_handle(void *cls, struct MHD_Connection *conn,
 
 enum sb_status sb_admin_start(const struct sb_config *cfg,
                               struct sb_spool *spool,
-                              struct sb_admin **out_admin,
-                              struct sb_error *err)
+                              struct sb_admin **out_admin, struct sb_error *err)
 {
     struct sb_admin *admin = calloc(1, sizeof(*admin));
     enum sb_status rc;
@@ -95,8 +94,7 @@ enum sb_status sb_admin_start(const struct sb_config *cfg,
     admin->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
             (ipv6 ? MHD_USE_IPv6 : 0),
-        0, NULL, NULL, admin_handle, admin,
-        MHD_OPTION_LISTEN_SOCKET, fd,
+        0, NULL, NULL, admin_handle, admin, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)SB_ADMIN_CONN_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SB_ADMIN_IDLE_TIMEOUT_S,
         MHD_OPTION_END);

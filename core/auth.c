@@ -31,8 +31,8 @@ enum sb_status sb_auth_init(struct sb_auth *auth, char *const *secrets,
         return SB_ERR_INVALID;
     }
     for (i = 0; i < count; i++) {
-        enum sb_status rc = auth_hash(secrets[i], strlen(secrets[i]),
-                                      auth->digest[i]);
+        enum sb_status rc =
+            auth_hash(secrets[i], strlen(secrets[i]), auth->digest[i]);
 
         if (rc != SB_OK) {
             sb_auth_cleanup(auth);
@@ -88,8 +88,7 @@ int sb_auth_check(const struct sb_auth *auth, const char *authorization)
         return 0;
     }
     for (i = 0; i < auth->count; i++) {
-        match |= sb_auth_equal(presented, auth->digest[i],
-                               SB_AUTH_DIGEST_LEN);
+        match |= sb_auth_equal(presented, auth->digest[i], SB_AUTH_DIGEST_LEN);
     }
     return match;
 }

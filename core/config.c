@@ -101,8 +101,8 @@ static void cfg_key_names(const struct cfg_key *keys, char *buf, size_t cap)
 
     buf[0] = '\0';
     for (k = keys; k->name != NULL && len < cap; k++) {
-        int n = snprintf(buf + len, cap - len, "%s%s", len ? ", " : "",
-                         k->name);
+        int n =
+            snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", k->name);
         if (n < 0) {
             break;
         }
@@ -149,8 +149,7 @@ static enum sb_status cfg_buf_add(struct cfg_buf *b, const char *s, size_t n)
  * the closing brace.
  */
 static enum sb_status cfg_expand_var(const char *p, struct cfg_buf *b,
-                                     const char **out_end,
-                                     struct sb_error *err)
+                                     const char **out_end, struct sb_error *err)
 {
     const char *name = p;
     const char *close = strchr(p, '}');
@@ -185,8 +184,10 @@ static enum sb_status cfg_expand_var(const char *p, struct cfg_buf *b,
 
         return cfg_buf_add(b, def, (size_t)(close - def));
     }
-    sb_error_set(err, "environment variable %s is not set (write ${%s:-...} "
-                      "to give a default)", var, var);
+    sb_error_set(err,
+                 "environment variable %s is not set (write ${%s:-...} "
+                 "to give a default)",
+                 var, var);
     return SB_ERR_INVALID;
 }
 
@@ -365,7 +366,10 @@ enum sb_status sb_config_parse_size(const char *text, size_t *out_bytes,
         const char *unit;
         uint64_t factor;
     } units[] = {
-        {"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024},
+        {"", 1},
+        {"B", 1},
+        {"KiB", 1024},
+        {"MiB", 1024 * 1024},
         {"GiB", 1024ULL * 1024 * 1024},
     };
     uint64_t n;
@@ -376,8 +380,10 @@ enum sb_status sb_config_parse_size(const char *text, size_t *out_bytes,
     *out_bytes = 0;
     end = (*p >= '0' && *p <= '9') ? cfg_read_uint(p, &n) : NULL;
     if (end == NULL) {
-        sb_error_set(err, "bad size \"%s\": expected a number with an "
-                          "optional unit B, KiB, MiB or GiB", text);
+        sb_error_set(err,
+                     "bad size \"%s\": expected a number with an "
+                     "optional unit B, KiB, MiB or GiB",
+                     text);
         return SB_ERR_INVALID;
     }
     end = cfg_skip_space(end);
@@ -390,8 +396,10 @@ enum sb_status sb_config_parse_size(const char *text, size_t *out_bytes,
             return SB_OK;
         }
     }
-    sb_error_set(err, "bad size \"%s\": expected a number with an optional "
-                      "unit B, KiB, MiB or GiB", text);
+    sb_error_set(err,
+                 "bad size \"%s\": expected a number with an optional "
+                 "unit B, KiB, MiB or GiB",
+                 text);
     return SB_ERR_INVALID;
 }
 
@@ -402,8 +410,7 @@ static uint64_t cfg_duration_unit(const char *p, size_t *out_len)
         const char *unit;
         uint64_t ms;
     } units[] = {
-        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
-        {"d", 86400000},
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
     };
     size_t i;
 
@@ -432,13 +439,14 @@ enum sb_status sb_config_parse_duration(const char *text, uint64_t *out_ms,
         uint64_t n;
         uint64_t factor;
         size_t unit_len;
-        const char *end = (*p >= '0' && *p <= '9') ? cfg_read_uint(p, &n)
-                                                   : NULL;
+        const char *end =
+            (*p >= '0' && *p <= '9') ? cfg_read_uint(p, &n) : NULL;
 
         factor = end ? cfg_duration_unit(end, &unit_len) : 0;
         if (factor == 0 || n > (UINT64_MAX - total) / factor) {
-            sb_error_set(err, "bad duration \"%s\": expected a number with "
-                              "a unit ms, s, m, h or d (e.g. 30s, 1h30m)",
+            sb_error_set(err,
+                         "bad duration \"%s\": expected a number with "
+                         "a unit ms, s, m, h or d (e.g. 30s, 1h30m)",
                          text);
             return SB_ERR_INVALID;
         }
@@ -447,8 +455,10 @@ enum sb_status sb_config_parse_duration(const char *text, uint64_t *out_ms,
         p = cfg_skip_space(end + unit_len);
     }
     if (parts == 0) {
-        sb_error_set(err, "bad duration \"%s\": expected a number with a "
-                          "unit ms, s, m, h or d (e.g. 30s, 1h30m)", text);
+        sb_error_set(err,
+                     "bad duration \"%s\": expected a number with a "
+                     "unit ms, s, m, h or d (e.g. 30s, 1h30m)",
+                     text);
         return SB_ERR_INVALID;
     }
     *out_ms = total;
@@ -487,9 +497,11 @@ static enum sb_status cfg_apply_url_path(struct cfg_ctx *ctx,
     const char *path = *CFG_FIELD(ctx, key, char *);
 
     if (rc == SB_OK && (path[0] != '/' || strpbrk(path, " ?#") != NULL)) {
-        return cfg_fail(ctx, node, "%s: expected a URL path starting with "
-                                   "\"/\", without spaces, query or "
-                                   "fragment", key->name);
+        return cfg_fail(ctx, node,
+                        "%s: expected a URL path starting with "
+                        "\"/\", without spaces, query or "
+                        "fragment",
+                        key->name);
     }
     return rc;
 }
@@ -507,8 +519,10 @@ static enum sb_status cfg_apply_file_path(struct cfg_ctx *ctx,
     }
     if (value[0] == '\0') {
         free(value);
-        return cfg_fail(ctx, node, "%s: expected a file path, got an empty "
-                                   "string", key->name);
+        return cfg_fail(ctx, node,
+                        "%s: expected a file path, got an empty "
+                        "string",
+                        key->name);
     }
     free(*field);
     *field = cfg_join_path(ctx->base_dir, value);
@@ -560,8 +574,9 @@ static enum sb_status cfg_apply_listen(struct cfg_ctx *ctx,
     rc = cfg_parse_listen(text, CFG_FIELD(ctx, key, struct sb_listen));
     free(text);
     if (rc != SB_OK) {
-        return cfg_fail(ctx, node, "%s: expected HOST:PORT (e.g. "
-                                   "127.0.0.1:8080, [::1]:8080, :8080)",
+        return cfg_fail(ctx, node,
+                        "%s: expected HOST:PORT (e.g. "
+                        "127.0.0.1:8080, [::1]:8080, :8080)",
                         key->name);
     }
     return SB_OK;
@@ -586,8 +601,9 @@ static enum sb_status cfg_apply_size(struct cfg_ctx *ctx,
         return cfg_fail(ctx, node, "%s: %s", key->name, why.msg);
     }
     if (bytes < key->min || bytes > key->max) {
-        return cfg_fail(ctx, node, "%s: %zu bytes is out of range; expected "
-                                   "%" PRIu64 " to %" PRIu64 " bytes",
+        return cfg_fail(ctx, node,
+                        "%s: %zu bytes is out of range; expected "
+                        "%" PRIu64 " to %" PRIu64 " bytes",
                         key->name, bytes, key->min, key->max);
     }
     *CFG_FIELD(ctx, key, size_t) = bytes;
@@ -613,8 +629,9 @@ static enum sb_status cfg_apply_duration(struct cfg_ctx *ctx,
         return cfg_fail(ctx, node, "%s: %s", key->name, why.msg);
     }
     if (ms < key->min || ms > key->max) {
-        return cfg_fail(ctx, node, "%s: out of range; expected %" PRIu64
-                                   "ms to %" PRIu64 "ms",
+        return cfg_fail(ctx, node,
+                        "%s: out of range; expected %" PRIu64 "ms to %" PRIu64
+                        "ms",
                         key->name, key->min, key->max);
     }
     *CFG_FIELD(ctx, key, uint64_t) = ms;
@@ -634,8 +651,10 @@ static enum sb_status cfg_apply_log_level(struct cfg_ctx *ctx,
     rc = sb_log_level_parse(text, CFG_FIELD(ctx, key, enum sb_log_level));
     free(text);
     if (rc != SB_OK) {
-        return cfg_fail(ctx, node, "%s: expected one of error, warn, info, "
-                                   "debug", key->name);
+        return cfg_fail(ctx, node,
+                        "%s: expected one of error, warn, info, "
+                        "debug",
+                        key->name);
     }
     return SB_OK;
 }
@@ -698,13 +717,14 @@ static enum sb_status cfg_apply_secret_list(struct cfg_ctx *ctx,
     return rc;
 }
 
-/* ---- the tables ----------------------------------------------------------- */
+/* ---- the tables -----------------------------------------------------------
+ */
 
 static const struct cfg_key tls_keys[] = {
-    {"cert", cfg_apply_file_path, offsetof(struct sb_config, tls_cert_path),
-     0, 0, NULL, "PEM certificate (chain) file"},
-    {"key", cfg_apply_file_path, offsetof(struct sb_config, tls_key_path),
-     0, 0, NULL, "PEM private key file"},
+    {"cert", cfg_apply_file_path, offsetof(struct sb_config, tls_cert_path), 0,
+     0, NULL, "PEM certificate (chain) file"},
+    {"key", cfg_apply_file_path, offsetof(struct sb_config, tls_key_path), 0, 0,
+     NULL, "PEM private key file"},
     {NULL, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -715,34 +735,32 @@ static const struct cfg_key auth_keys[] = {
 };
 
 static const struct cfg_key admin_keys[] = {
-    {"listen", cfg_apply_listen, offsetof(struct sb_config, admin_listen),
-     0, 0, NULL, "HOST:PORT of /healthz and /readyz"},
+    {"listen", cfg_apply_listen, offsetof(struct sb_config, admin_listen), 0, 0,
+     NULL, "HOST:PORT of /healthz and /readyz"},
     {NULL, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const struct cfg_key spool_keys[] = {
-    {"path", cfg_apply_file_path, offsetof(struct sb_config, spool_path),
-     0, 0, NULL, "SQLite spool file"},
-    {"retention", cfg_apply_duration,
-     offsetof(struct sb_config, retention_ms), 1000,
-     3650ULL * 86400 * 1000, NULL,
-     "how long delivered events are kept"},
+    {"path", cfg_apply_file_path, offsetof(struct sb_config, spool_path), 0, 0,
+     NULL, "SQLite spool file"},
+    {"retention", cfg_apply_duration, offsetof(struct sb_config, retention_ms),
+     1000, 3650ULL * 86400 * 1000, NULL, "how long delivered events are kept"},
     {NULL, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const struct cfg_key root_keys[] = {
-    {"listen", cfg_apply_listen, offsetof(struct sb_config, listen), 0, 0,
-     NULL, "HOST:PORT the webhook listener binds"},
-    {"path", cfg_apply_url_path, offsetof(struct sb_config, path), 0, 0,
-     NULL, "URL path the sender posts to"},
+    {"listen", cfg_apply_listen, offsetof(struct sb_config, listen), 0, 0, NULL,
+     "HOST:PORT the webhook listener binds"},
+    {"path", cfg_apply_url_path, offsetof(struct sb_config, path), 0, 0, NULL,
+     "URL path the sender posts to"},
     {"tls", cfg_apply_map, 0, 0, 0, tls_keys, "HTTPS certificate and key"},
     {"max_body", cfg_apply_size, offsetof(struct sb_config, max_body), 64,
      64ULL * 1024 * 1024, NULL, "largest accepted request body"},
     {"auth", cfg_apply_map, 0, 0, 0, auth_keys, "who may post"},
     {"admin", cfg_apply_map, 0, 0, 0, admin_keys, "health listener"},
     {"spool", cfg_apply_map, 0, 0, 0, spool_keys, "durable storage"},
-    {"log_level", cfg_apply_log_level, offsetof(struct sb_config, log_level),
-     0, 0, NULL, "error, warn, info or debug"},
+    {"log_level", cfg_apply_log_level, offsetof(struct sb_config, log_level), 0,
+     0, NULL, "error, warn, info or debug"},
     {NULL, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -760,8 +778,7 @@ static const struct cfg_key *cfg_find_key(const struct cfg_key *keys,
 }
 
 /* Rejects a key seen earlier in the same mapping. */
-static enum sb_status cfg_check_duplicate(struct cfg_ctx *ctx,
-                                          yaml_node_t *map,
+static enum sb_status cfg_check_duplicate(struct cfg_ctx *ctx, yaml_node_t *map,
                                           yaml_node_pair_t *pair,
                                           yaml_node_t *key_node)
 {
@@ -801,9 +818,10 @@ static enum sb_status cfg_apply_pairs(struct cfg_ctx *ctx,
         known = cfg_find_key(keys, (char *)k->data.scalar.value);
         if (known == NULL) {
             cfg_key_names(keys, expected, sizeof(expected));
-            return cfg_fail(ctx, k, "unknown key \"%s\" in %s; expected one "
-                                    "of %s", (char *)k->data.scalar.value,
-                            where, expected);
+            return cfg_fail(ctx, k,
+                            "unknown key \"%s\" in %s; expected one "
+                            "of %s",
+                            (char *)k->data.scalar.value, where, expected);
         }
         rc = cfg_check_duplicate(ctx, map, pair, k);
         if (rc == SB_OK) {
@@ -813,18 +831,18 @@ static enum sb_status cfg_apply_pairs(struct cfg_ctx *ctx,
     return rc;
 }
 
-static enum sb_status cfg_apply_map(struct cfg_ctx *ctx,
-                                    const struct cfg_key *key,
-                                    yaml_node_t *node)
+static enum sb_status
+cfg_apply_map(struct cfg_ctx *ctx, const struct cfg_key *key, yaml_node_t *node)
 {
     if (node->type != YAML_MAPPING_NODE) {
-        return cfg_fail(ctx, node, "%s: expected a mapping, got %s",
-                        key->name, cfg_node_kind(node));
+        return cfg_fail(ctx, node, "%s: expected a mapping, got %s", key->name,
+                        cfg_node_kind(node));
     }
     return cfg_apply_pairs(ctx, key->children, node, key->name);
 }
 
-/* ---- the whole file ------------------------------------------------------- */
+/* ---- the whole file -------------------------------------------------------
+ */
 
 static void cfg_set_defaults(struct sb_config *cfg)
 {
@@ -855,8 +873,9 @@ static enum sb_status cfg_validate(struct cfg_ctx *ctx, yaml_node_t *root)
     enum sb_status rc;
 
     if (cfg->bearer_count == 0) {
-        return cfg_fail(ctx, root, "auth.bearer: at least one secret is "
-                                   "required; the sender always sends one");
+        return cfg_fail(ctx, root,
+                        "auth.bearer: at least one secret is "
+                        "required; the sender always sends one");
     }
     if ((cfg->tls_cert_path == NULL) != (cfg->tls_key_path == NULL)) {
         return cfg_fail(ctx, root, "tls: both cert and key are required");
@@ -881,17 +900,20 @@ static enum sb_status cfg_validate(struct cfg_ctx *ctx, yaml_node_t *root)
 static enum sb_status cfg_parse_document(struct cfg_ctx *ctx)
 {
     yaml_node_t *root = yaml_document_get_root_node(ctx->doc);
-    static const struct cfg_key root_key = {
-        "config", cfg_apply_map, 0, 0, 0, root_keys, NULL};
+    static const struct cfg_key root_key = {"config", cfg_apply_map, 0,   0,
+                                            0,        root_keys,     NULL};
     enum sb_status rc;
 
     if (root == NULL) {
-        return cfg_fail(ctx, NULL, "the file is empty; expected a mapping "
-                                   "with at least auth.bearer");
+        return cfg_fail(ctx, NULL,
+                        "the file is empty; expected a mapping "
+                        "with at least auth.bearer");
     }
     if (root->type != YAML_MAPPING_NODE) {
-        return cfg_fail(ctx, root, "expected a mapping at the top level, "
-                                   "got %s", cfg_node_kind(root));
+        return cfg_fail(ctx, root,
+                        "expected a mapping at the top level, "
+                        "got %s",
+                        cfg_node_kind(root));
     }
     rc = cfg_apply_pairs(ctx, root_key.children, root, "the top level");
     if (rc != SB_OK) {
@@ -910,13 +932,11 @@ static enum sb_status cfg_load_yaml(struct cfg_ctx *ctx, FILE *f)
     yaml_parser_set_input_file(&parser, f);
     if (!yaml_parser_load(&parser, &doc)) {
         rc = SB_ERR_INVALID;
-        sb_error_at(ctx->err, ctx->file,
-                    (unsigned)parser.problem_mark.line + 1,
-                    (unsigned)parser.problem_mark.column + 1,
-                    "invalid YAML: %s%s%s",
-                    parser.problem ? parser.problem : "parse error",
-                    parser.context ? " " : "",
-                    parser.context ? parser.context : "");
+        sb_error_at(
+            ctx->err, ctx->file, (unsigned)parser.problem_mark.line + 1,
+            (unsigned)parser.problem_mark.column + 1, "invalid YAML: %s%s%s",
+            parser.problem ? parser.problem : "parse error",
+            parser.context ? " " : "", parser.context ? parser.context : "");
         yaml_parser_delete(&parser);
         return rc;
     }
@@ -959,8 +979,7 @@ enum sb_status sb_config_load(const char *path, struct sb_config **out_cfg,
     cfg->source = strdup(path);
     f = fopen(path, "rb");
     if (f == NULL) {
-        sb_error_at(err, path, 0, 0, "cannot open config: %s",
-                    strerror(errno));
+        sb_error_at(err, path, 0, 0, "cannot open config: %s", strerror(errno));
         rc = SB_ERR_INVALID;
         goto out;
     }
@@ -1030,6 +1049,6 @@ void sb_config_describe(const struct sb_config *cfg, FILE *out)
     } else {
         fprintf(out, "  admin:     off\n");
     }
-    fprintf(out, "  spool:     %s (retention %" PRIu64 "s)\n",
-            cfg->spool_path, cfg->retention_ms / 1000);
+    fprintf(out, "  spool:     %s (retention %" PRIu64 "s)\n", cfg->spool_path,
+            cfg->retention_ms / 1000);
 }

@@ -14,10 +14,10 @@
 #include "log.h"
 #include "status.h"
 
-#define SB_CONFIG_DEFAULT_PATH     "switchboard.yaml"
-#define SB_CONFIG_SYSTEM_PATH      "/etc/switchboard/switchboard.yaml"
-#define SB_CONFIG_MAX_SECRETS      16
-#define SB_CONFIG_MAX_FILE_BYTES   (1024 * 1024)
+#define SB_CONFIG_DEFAULT_PATH   "switchboard.yaml"
+#define SB_CONFIG_SYSTEM_PATH    "/etc/switchboard/switchboard.yaml"
+#define SB_CONFIG_MAX_SECRETS    16
+#define SB_CONFIG_MAX_FILE_BYTES (1024 * 1024)
 
 struct sb_listen {
     char host[256];
@@ -25,12 +25,12 @@ struct sb_listen {
 };
 
 struct sb_config {
-    char *source;               /* the file this was loaded from */
+    char *source; /* the file this was loaded from */
     struct sb_listen listen;
-    char *path;                 /* URL path of the webhook */
-    char *tls_cert_path;        /* NULL: plain HTTP */
+    char *path;          /* URL path of the webhook */
+    char *tls_cert_path; /* NULL: plain HTTP */
     char *tls_key_path;
-    char *tls_cert_pem;         /* contents, loaded with the config */
+    char *tls_cert_pem; /* contents, loaded with the config */
     char *tls_key_pem;
     size_t max_body;
     char *bearer[SB_CONFIG_MAX_SECRETS];

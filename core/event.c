@@ -33,8 +33,7 @@ static int event_is_blank(const char *p, const char *end)
 }
 
 enum sb_status sb_event_parse(char *body, size_t len,
-                              struct sb_event **out_event,
-                              struct sb_error *err)
+                              struct sb_event **out_event, struct sb_error *err)
 {
     const char *end = NULL;
     cJSON *json;

@@ -21,11 +21,11 @@
 
 struct sb_event {
     char id[SB_EVENT_ID_LEN + 1];
-    int64_t received_ms;   /* Unix time in milliseconds */
+    int64_t received_ms;    /* Unix time in milliseconds */
     const char *event_type; /* borrowed from `json` */
-    char *body;            /* the request body, NUL-terminated */
+    char *body;             /* the request body, NUL-terminated */
     size_t body_len;
-    cJSON *json;           /* the parsed body */
+    cJSON *json; /* the parsed body */
 };
 
 /*

@@ -109,8 +109,8 @@ static long long ingress_content_length(struct MHD_Connection *conn)
     return (long long)n;
 }
 
-static void ingress_log_rejection(struct MHD_Connection *conn,
-                                  unsigned status, const char *why)
+static void ingress_log_rejection(struct MHD_Connection *conn, unsigned status,
+                                  const char *why)
 {
     (void)conn;
     SB_LOG_WARN("ingress", "status=%u msg=\"request rejected\" reason=\"%s\"",
@@ -276,8 +276,10 @@ static enum MHD_Result ingress_reply_committed(struct ingress_request *req)
         return ingress_error(req->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                              "event not stored; the spool is unavailable");
     }
-    SB_LOG_INFO("ingress", "event_id=%s type=%s bytes=%zu "
-                "msg=\"event stored\"", req->event->id,
+    SB_LOG_INFO("ingress",
+                "event_id=%s type=%s bytes=%zu "
+                "msg=\"event stored\"",
+                req->event->id,
                 sb_log_quote(type, sizeof(type), req->event->event_type),
                 req->event->body_len);
     snprintf(json, sizeof(json), "{\"id\":\"%s\"}", req->event->id);
@@ -288,8 +290,7 @@ static enum MHD_Result ingress_handle(void *cls, struct MHD_Connection *conn,
                                       const char *url, const char *method,
                                       const char *version,
                                       const char *upload_data,
-                                      size_t *upload_data_size,
-                                      void **con_cls)
+                                      size_t *upload_data_size, void **con_cls)
 {
     struct ingress_request *req = *con_cls;
 
@@ -377,16 +378,14 @@ static struct MHD_Daemon *ingress_start_daemon(struct sb_ingress *ing,
         flags |= MHD_USE_TLS;
     }
     return MHD_start_daemon(
-        flags, 0, NULL, NULL, ingress_handle, ing,
-        MHD_OPTION_LISTEN_SOCKET, fd,
+        flags, 0, NULL, NULL, ingress_handle, ing, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_THREAD_POOL_SIZE, ingress_thread_count(),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)SB_INGRESS_CONN_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SB_INGRESS_IDLE_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SB_INGRESS_CONN_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, ingress_completed, ing,
-        MHD_OPTION_EXTERNAL_LOGGER, ingress_mhd_log, NULL,
-        MHD_OPTION_ARRAY, tls,
-        MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, ingress_mhd_log, NULL, MHD_OPTION_ARRAY,
+        tls, MHD_OPTION_END);
 }
 
 enum sb_status sb_ingress_start(const struct sb_config *cfg,
@@ -415,8 +414,9 @@ enum sb_status sb_ingress_start(const struct sb_config *cfg,
         ing->daemon = ingress_start_daemon(ing, cfg, fd, ipv6);
         if (ing->daemon == NULL) {
             close(fd);
-            sb_error_set(err, "cannot start the HTTP%s listener on %s:%u "
-                              "(a bad TLS certificate or key?)",
+            sb_error_set(err,
+                         "cannot start the HTTP%s listener on %s:%u "
+                         "(a bad TLS certificate or key?)",
                          cfg->tls_cert_pem ? "S" : "", cfg->listen.host,
                          cfg->listen.port);
             rc = SB_ERR_IO;

@@ -12,9 +12,9 @@
 #include "spool.h"
 #include "status.h"
 
-#define SB_INGRESS_CONN_LIMIT      1000 /* connections at once */
-#define SB_INGRESS_IDLE_TIMEOUT_S  10   /* cut clients silent this long */
-#define SB_INGRESS_CONN_MEMORY     (32 * 1024) /* headers + read buffer */
+#define SB_INGRESS_CONN_LIMIT     1000        /* connections at once */
+#define SB_INGRESS_IDLE_TIMEOUT_S 10          /* cut clients silent this long */
+#define SB_INGRESS_CONN_MEMORY    (32 * 1024) /* headers + read buffer */
 
 struct sb_ingress;
 

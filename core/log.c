@@ -40,8 +40,7 @@ enum sb_status sb_log_level_parse(const char *name,
 {
     size_t i;
 
-    for (i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]);
-         i++) {
+    for (i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]); i++) {
         if (strcmp(name, log_level_names[i]) == 0) {
             *out_level = (enum sb_log_level)i;
             return SB_OK;
@@ -60,8 +59,7 @@ static size_t log_format_time(char *buf, size_t cap)
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(buf + n, cap - n, ".%03ldZ",
-                          now.tv_nsec / 1000000L);
+    n += (size_t)snprintf(buf + n, cap - n, ".%03ldZ", now.tv_nsec / 1000000L);
     return n;
 }
 

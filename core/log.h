@@ -49,11 +49,11 @@ void sb_log_write(enum sb_log_level level, const char *comp,
  */
 const char *sb_log_quote(char *buf, size_t cap, const char *value);
 
-#define SB_LOG(level, comp, ...)                                               \
-    do {                                                                       \
-        if (sb_log_enabled(level)) {                                           \
-            sb_log_write((level), (comp), __VA_ARGS__);                        \
-        }                                                                      \
+#define SB_LOG(level, comp, ...)                        \
+    do {                                                \
+        if (sb_log_enabled(level)) {                    \
+            sb_log_write((level), (comp), __VA_ARGS__); \
+        }                                               \
     } while (0)
 
 #define SB_LOG_ERROR(comp, ...) SB_LOG(SB_LOG_ERROR, comp, __VA_ARGS__)

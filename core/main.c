@@ -24,7 +24,7 @@
 #define EXIT_INVALID 1 /* bad input or config */
 #define EXIT_RUNTIME 2 /* could not run: port in use, spool unusable */
 
-#define MAIN_DRAIN_TIMEOUT_MS  15000
+#define MAIN_DRAIN_TIMEOUT_MS     15000
 #define MAIN_EVENTS_DEFAULT_LIMIT 50
 
 struct main_args {
@@ -118,7 +118,8 @@ static int main_load(const char *path, struct sb_config **out_cfg)
     return 0;
 }
 
-/* ---- check ---------------------------------------------------------------- */
+/* ---- check ----------------------------------------------------------------
+ */
 
 static int main_check(const struct main_args *args)
 {
@@ -134,7 +135,8 @@ static int main_check(const struct main_args *args)
     return 0;
 }
 
-/* ---- events --------------------------------------------------------------- */
+/* ---- events ---------------------------------------------------------------
+ */
 
 static void main_print_row(void *arg, const struct sb_spool_row *row)
 {
@@ -142,8 +144,7 @@ static void main_print_row(void *arg, const struct sb_spool_row *row)
 
     (void)arg;
     sb_event_format_time(row->received_ms, when);
-    printf("%-26s  %-24s  %-24s  %s\n", row->id, when, row->event_type,
-           "none");
+    printf("%-26s  %-24s  %-24s  %s\n", row->id, when, row->event_type, "none");
 }
 
 static int main_events(const struct main_args *args)
@@ -160,8 +161,8 @@ static int main_events(const struct main_args *args)
     sb_error_clear(&err);
     rc = sb_spool_open(cfg, SB_SPOOL_READ, &spool, &err);
     if (rc == SB_OK) {
-        printf("%-26s  %-24s  %-24s  %s\n", "ID", "RECEIVED_AT",
-               "EVENT_TYPE", "DELIVERIES");
+        printf("%-26s  %-24s  %-24s  %s\n", "ID", "RECEIVED_AT", "EVENT_TYPE",
+               "DELIVERIES");
         rc = sb_spool_list(spool, args->limit, main_print_row, NULL, &err);
     }
     if (rc != SB_OK) {
@@ -172,7 +173,8 @@ static int main_events(const struct main_args *args)
     return rc == SB_OK ? 0 : main_exit_code(rc);
 }
 
-/* ---- serve ---------------------------------------------------------------- */
+/* ---- serve ----------------------------------------------------------------
+ */
 
 /*
  * Signals are blocked in every thread (the mask is inherited) and taken
@@ -199,12 +201,15 @@ static void main_wait_for_stop(const sigset_t *set)
             continue;
         }
         if (sig == SIGHUP) {
-            SB_LOG_WARN("main", "msg=\"SIGHUP ignored: configuration reload "
+            SB_LOG_WARN("main",
+                        "msg=\"SIGHUP ignored: configuration reload "
                         "is not supported yet; restart to apply changes\"");
             continue;
         }
-        SB_LOG_INFO("main", "signal=%d msg=\"stopping: no new connections; "
-                    "finishing requests in flight\"", sig);
+        SB_LOG_INFO("main",
+                    "signal=%d msg=\"stopping: no new connections; "
+                    "finishing requests in flight\"",
+                    sig);
         return;
     }
 }
@@ -258,10 +263,12 @@ static int main_serve(const struct main_args *args)
         code = main_exit_code(rc == SB_ERR_INVALID ? SB_ERR_IO : rc);
         goto out;
     }
-    SB_LOG_INFO("main", "version=%s addr=%s:%u tls=%s path=%s admin=%s "
-                "msg=\"listening\"", PACKAGE_VERSION, cfg->listen.host,
-                cfg->listen.port, cfg->tls_cert_pem ? "on" : "off",
-                cfg->path, cfg->admin_enabled ? "on" : "off");
+    SB_LOG_INFO("main",
+                "version=%s addr=%s:%u tls=%s path=%s admin=%s "
+                "msg=\"listening\"",
+                PACKAGE_VERSION, cfg->listen.host, cfg->listen.port,
+                cfg->tls_cert_pem ? "on" : "off", cfg->path,
+                cfg->admin_enabled ? "on" : "off");
     main_wait_for_stop(&stop_signals);
     if (sb_ingress_drain(ingress, MAIN_DRAIN_TIMEOUT_MS) > 0) {
         SB_LOG_ERROR("main", "msg=\"requests still unanswered at shutdown\"");
@@ -303,8 +310,9 @@ int main(int argc, char **argv)
         printf("switchboard %s\n", PACKAGE_VERSION);
         return 0;
     }
-    if (strcmp(args.command, "-h") == 0 || strcmp(args.command, "--help") == 0
-        || strcmp(args.command, "help") == 0) {
+    if (strcmp(args.command, "-h") == 0 ||
+        strcmp(args.command, "--help") == 0 ||
+        strcmp(args.command, "help") == 0) {
         main_usage(stdout);
         return 0;
     }

@@ -19,9 +19,9 @@
 static int net_bind_one(const struct addrinfo *ai, int *out_errno)
 {
     int one = 1;
-    int fd = socket(ai->ai_family,
-                    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    ai->ai_protocol);
+    int fd =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+               ai->ai_protocol);
 
     if (fd < 0) {
         *out_errno = errno;
@@ -56,8 +56,8 @@ enum sb_status sb_net_listen(const struct sb_listen *addr, int *out_fd,
     snprintf(port, sizeof(port), "%u", addr->port);
     gai = getaddrinfo(addr->host, port, &hints, &res);
     if (gai != 0) {
-        sb_error_set(err, "cannot resolve listen address %s:%u: %s",
-                     addr->host, addr->port, gai_strerror(gai));
+        sb_error_set(err, "cannot resolve listen address %s:%u: %s", addr->host,
+                     addr->port, gai_strerror(gai));
         return SB_ERR_IO;
     }
     for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
@@ -68,8 +68,8 @@ enum sb_status sb_net_listen(const struct sb_listen *addr, int *out_fd,
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        sb_error_set(err, "cannot listen on %s:%u: %s", addr->host,
-                     addr->port, strerror(saved_errno));
+        sb_error_set(err, "cannot listen on %s:%u: %s", addr->host, addr->port,
+                     strerror(saved_errno));
         return SB_ERR_IO;
     }
     *out_fd = fd;

@@ -78,8 +78,7 @@ static void spool_purge(struct sb_spool *spool)
 
 enum sb_status sb_spool_open(const struct sb_config *cfg,
                              enum sb_spool_mode mode,
-                             struct sb_spool **out_spool,
-                             struct sb_error *err)
+                             struct sb_spool **out_spool, struct sb_error *err)
 {
     struct sb_spool *spool = calloc(1, sizeof(*spool));
     enum sb_status rc;
@@ -125,16 +124,18 @@ static void spool_set_ready(struct sb_spool *spool, enum sb_status rc,
     int was_ready = atomic_exchange(&spool->ready, rc == SB_OK);
 
     if (was_ready && rc != SB_OK) {
-        SB_LOG_ERROR("spool", "msg=\"spool is not writable; answering 503 "
-                     "until it is\" err=\"%s\"", err->msg);
+        SB_LOG_ERROR("spool",
+                     "msg=\"spool is not writable; answering 503 "
+                     "until it is\" err=\"%s\"",
+                     err->msg);
     } else if (!was_ready && rc == SB_OK) {
         SB_LOG_INFO("spool", "msg=\"spool is writable again\"");
     }
 }
 
 /* Commits one batch and answers every request in it. */
-static void spool_commit_batch(struct sb_spool *spool,
-                               struct spool_item *batch, size_t n)
+static void spool_commit_batch(struct sb_spool *spool, struct spool_item *batch,
+                               size_t n)
 {
     struct sb_event *events[SB_SPOOL_BATCH_MAX];
     struct sb_error err;
@@ -263,9 +264,10 @@ void sb_spool_free(struct sb_spool *spool)
         pthread_cond_signal(&spool->wake);
         pthread_mutex_unlock(&spool->lock);
         pthread_join(spool->writer, NULL);
-        SB_LOG_INFO("spool", "events=%" PRIu64 " commits=%" PRIu64
-                    " msg=\"spool stats\"", spool->committed_events,
-                    spool->commits);
+        SB_LOG_INFO("spool",
+                    "events=%" PRIu64 " commits=%" PRIu64
+                    " msg=\"spool stats\"",
+                    spool->committed_events, spool->commits);
     }
     if (spool->db != NULL) {
         spool->backend->close(spool->db);

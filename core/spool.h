@@ -77,8 +77,7 @@ extern const struct sb_spool_backend sb_spool_sqlite_backend;
  */
 enum sb_status sb_spool_open(const struct sb_config *cfg,
                              enum sb_spool_mode mode,
-                             struct sb_spool **out_spool,
-                             struct sb_error *err);
+                             struct sb_spool **out_spool, struct sb_error *err);
 
 /* Starts the writer thread. Returns SB_ERR_IO if the thread can't start. */
 enum sb_status sb_spool_start(struct sb_spool *spool);

@@ -32,7 +32,7 @@ static const char sqlite_schema[] =
     "  id TEXT PRIMARY KEY,"          /* sorts by time of receipt */
     "  received_at INTEGER NOT NULL," /* Unix milliseconds */
     "  event_type TEXT NOT NULL,"
-    "  body BLOB NOT NULL"            /* the request body as received */
+    "  body BLOB NOT NULL" /* the request body as received */
     ") WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS meta ("
     "  key TEXT PRIMARY KEY,"
@@ -43,8 +43,7 @@ static const char sqlite_schema[] =
 static enum sb_status sqlite_fail(struct sqlite_db *db, struct sb_error *err,
                                   const char *what)
 {
-    sb_error_set(err, "%s: %s: %s", db->path, what,
-                 sqlite3_errmsg(db->conn));
+    sb_error_set(err, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->conn));
     return SB_ERR_IO;
 }
 
@@ -58,8 +57,7 @@ static enum sb_status sqlite_exec(struct sqlite_db *db, const char *sql,
 }
 
 /* mkdir -p for the spool's folder; 0700 since the spool holds PHI. */
-static enum sb_status sqlite_make_parent(const char *path,
-                                         struct sb_error *err)
+static enum sb_status sqlite_make_parent(const char *path, struct sb_error *err)
 {
     char dir[4096];
     char *p;
@@ -100,8 +98,7 @@ static enum sb_status sqlite_create_private(const char *path,
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 
     if (fd < 0) {
-        sb_error_set(err, "cannot create spool %s: %s", path,
-                     strerror(errno));
+        sb_error_set(err, "cannot create spool %s: %s", path, strerror(errno));
         return SB_ERR_IO;
     }
     close(fd);
@@ -248,8 +245,8 @@ static enum sb_status sqlite_purge(void *handle, int64_t before_ms,
     int rc;
 
     *out_count = 0;
-    if (sqlite3_prepare_v2(db->conn, "DELETE FROM events WHERE id < ?", -1,
-                           &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db->conn, "DELETE FROM events WHERE id < ?", -1, &st,
+                           NULL) != SQLITE_OK) {
         return sqlite_fail(db, err, "preparing the purge");
     }
     sb_event_id_floor(before_ms, floor_id);
