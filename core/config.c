@@ -27,7 +27,11 @@
 #define CFG_DEFAULT_PATH        "/webhook"
 #define CFG_DEFAULT_MAX_BODY    (256 * 1024)
 #define CFG_DEFAULT_SPOOL       "/var/lib/switchboard/spool.db"
-#define CFG_DEFAULT_RETENTION   (7ULL * 24 * 3600 * 1000)
+#define CFG_SIZE_EXPECTED \
+    "bad size; expected a number with an optional unit B, KiB, MiB or GiB"
+#define CFG_DURATION_EXPECTED \
+    "bad duration; expected numbers with units ms, s, m, h, d (30s, 1h30m)"
+#define CFG_DEFAULT_RETENTION (7ULL * 24 * 3600 * 1000)
 
 struct cfg_ctx {
     const char *file;
@@ -380,10 +384,7 @@ enum sb_status sb_config_parse_size(const char *text, size_t *out_bytes,
     *out_bytes = 0;
     end = (*p >= '0' && *p <= '9') ? cfg_read_uint(p, &n) : NULL;
     if (end == NULL) {
-        sb_error_set(err,
-                     "bad size \"%s\": expected a number with an "
-                     "optional unit B, KiB, MiB or GiB",
-                     text);
+        sb_error_set(err, "%s", CFG_SIZE_EXPECTED);
         return SB_ERR_INVALID;
     }
     end = cfg_skip_space(end);
@@ -396,10 +397,7 @@ enum sb_status sb_config_parse_size(const char *text, size_t *out_bytes,
             return SB_OK;
         }
     }
-    sb_error_set(err,
-                 "bad size \"%s\": expected a number with an optional "
-                 "unit B, KiB, MiB or GiB",
-                 text);
+    sb_error_set(err, "%s", CFG_SIZE_EXPECTED);
     return SB_ERR_INVALID;
 }
 
@@ -444,10 +442,7 @@ enum sb_status sb_config_parse_duration(const char *text, uint64_t *out_ms,
 
         factor = end ? cfg_duration_unit(end, &unit_len) : 0;
         if (factor == 0 || n > (UINT64_MAX - total) / factor) {
-            sb_error_set(err,
-                         "bad duration \"%s\": expected a number with "
-                         "a unit ms, s, m, h or d (e.g. 30s, 1h30m)",
-                         text);
+            sb_error_set(err, "%s", CFG_DURATION_EXPECTED);
             return SB_ERR_INVALID;
         }
         total += n * factor;
@@ -455,10 +450,7 @@ enum sb_status sb_config_parse_duration(const char *text, uint64_t *out_ms,
         p = cfg_skip_space(end + unit_len);
     }
     if (parts == 0) {
-        sb_error_set(err,
-                     "bad duration \"%s\": expected a number with a "
-                     "unit ms, s, m, h or d (e.g. 30s, 1h30m)",
-                     text);
+        sb_error_set(err, "%s", CFG_DURATION_EXPECTED);
         return SB_ERR_INVALID;
     }
     *out_ms = total;
@@ -703,9 +695,6 @@ static enum sb_status cfg_apply_secret_list(struct cfg_ctx *ctx,
     yaml_node_item_t *item;
     enum sb_status rc = SB_OK;
 
-    if (node->type == YAML_SCALAR_NODE) {
-        return cfg_add_secret(ctx, node);
-    }
     if (node->type != YAML_SEQUENCE_NODE) {
         return cfg_fail(ctx, node, "%s: expected a list of secrets, got %s",
                         key->name, cfg_node_kind(node));

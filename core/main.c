@@ -56,7 +56,8 @@ static void main_print_error(const struct sb_error *err)
 {
     char text[1024];
 
-    fprintf(stderr, "switchboard: %s\n",
+    /* A positioned error starts with its file, so editors can jump to it. */
+    fprintf(stderr, "%s%s\n", err->file[0] != '\0' ? "" : "switchboard: ",
             sb_error_format(err, text, sizeof(text)));
 }
 

@@ -238,7 +238,7 @@ static void test_config_defaults(void **state)
     struct sb_config *cfg;
 
     (void)state;
-    cfg = load_ok("auth: { bearer: only }\n");
+    cfg = load_ok("auth: { bearer: [only] }\n");
     assert_string_equal(cfg->listen.host, "127.0.0.1");
     assert_int_equal(cfg->listen.port, 8080);
     assert_string_equal(cfg->path, "/webhook");
@@ -254,7 +254,7 @@ static void test_config_relative_paths_follow_the_file(void **state)
     struct sb_config *cfg;
 
     (void)state;
-    cfg = load_ok("auth: { bearer: x }\nspool: { path: var/s.db }\n");
+    cfg = load_ok("auth: { bearer: [x] }\nspool: { path: var/s.db }\n");
     assert_string_equal(cfg->spool_path, "/tmp/var/s.db");
     sb_config_free(cfg);
 }
@@ -263,30 +263,32 @@ static void test_config_errors_have_positions(void **state)
 {
     (void)state;
     unsetenv("SB_TEST_UNSET");
-    expect_error("auth: { bearer: x }\nlisten: 1.2.3.4:80\nfrobnicate: 1\n", 3,
+    expect_error("auth: { bearer: [x] }\nlisten: 1.2.3.4:80\nfrobnicate: 1\n", 3,
                  1, "unknown key \"frobnicate\"");
-    expect_error("auth: { bearer: x }\nspool:\n  pth: /x\n", 3, 3,
+    expect_error("auth: { bearer: [x] }\nspool:\n  pth: /x\n", 3, 3,
                  "expected one of path, retention");
-    expect_error("auth: { bearer: x }\nmax_body: [1]\n", 2, 11,
+    expect_error("auth: { bearer: [x] }\nmax_body: [1]\n", 2, 11,
                  "expected a string, got a list");
-    expect_error("auth: { bearer: x }\nmax_body: 12 parsecs\n", 2, 11,
+    expect_error("auth: { bearer: [x] }\nmax_body: 12 parsecs\n", 2, 11,
                  "bad size");
-    expect_error("auth: { bearer: x }\nspool: { retention: 10 }\n", 2, 21,
+    expect_error("auth: { bearer: [x] }\nspool: { retention: 10 }\n", 2, 21,
                  "bad duration");
     expect_error("auth:\n  bearer:\n    - ${SB_TEST_UNSET}\n", 3, 7,
                  "SB_TEST_UNSET is not set");
-    expect_error("auth: { bearer: x }\nlisten: nowhere\n", 2, 9,
+    expect_error("auth: { bearer: [x] }\nlisten: nowhere\n", 2, 9,
                  "expected HOST:PORT");
-    expect_error("auth: { bearer: x }\npath: hook\n", 2, 7,
+    expect_error("auth: { bearer: [x] }\npath: hook\n", 2, 7,
                  "starting with \"/\"");
-    expect_error("auth: { bearer: x }\nlog_level: loud\n", 2, 12,
+    expect_error("auth: { bearer: [x] }\nlog_level: loud\n", 2, 12,
                  "expected one of error, warn, info, debug");
-    expect_error("auth: { bearer: x }\npath: /a\npath: /b\n", 3, 1,
+    expect_error("auth: { bearer: [x] }\npath: /a\npath: /b\n", 3, 1,
                  "duplicate key");
     expect_error("listen: :8080\n", 1, 1, "auth.bearer");
-    expect_error("auth: { bearer: x }\ntls: { cert: /nonexistent }\n", 1, 1,
+    expect_error("auth: { bearer: [x] }\ntls: { cert: /nonexistent }\n", 1, 1,
                  "both cert and key");
-    expect_error("auth: { bearer: \"file:/nonexistent/s\" }\n", 1, 17,
+    expect_error("auth: { bearer: x }\n", 1, 17,
+                 "expected a list of secrets, got a scalar");
+    expect_error("auth: { bearer: [\"file:/nonexistent/s\"] }\n", 1, 18,
                  "cannot read secret file");
     expect_error("auth: [ x\n", 2, 1, "invalid YAML");
     expect_error("- a\n- b\n", 1, 1, "expected a mapping at the top level");

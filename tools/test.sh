@@ -1,0 +1,69 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The second quick-start command, and what CI runs: install what is
+# missing, build twice (plain, and with ASan+UBSan and -Werror), run the
+# unit tests under the sanitizers, the integration tests against the real
+# binary, and a serve/stop cycle under valgrind. Ends with one line
+# "N passed, N failed"; exits 1 when anything failed.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+log=$(mktemp -d /tmp/switchboard-test.XXXXXX)
+passed=0
+failed=0
+
+count() {
+    p=$(grep -Ec '^ok ' "$1" || true)
+    f=$(grep -Ec '^not ok ' "$1" || true)
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
+fail_step() {
+    echo "not ok - $1"
+    failed=$((failed + 1))
+}
+
+sh tools/install-deps.sh test || { fail_step "install dependencies"; }
+if sh tools/build.sh build --enable-werror >"$log/build.txt" 2>&1; then
+    echo "ok - build"
+    passed=$((passed + 1))
+else
+    cat "$log/build.txt"
+    fail_step "build"
+fi
+if sh tools/build.sh build-san --enable-sanitizers --enable-werror \
+    >"$log/build-san.txt" 2>&1 &&
+    make -s -C build-san/tests check TESTS= >>"$log/build-san.txt" 2>&1; then
+    echo "ok - build with sanitizers"
+    passed=$((passed + 1))
+else
+    cat "$log/build-san.txt"
+    fail_step "build with sanitizers"
+fi
+
+# Unit tests: cmocka speaks TAP when asked.
+for t in build-san/tests/unit/test_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    CMOCKA_MESSAGE_OUTPUT=TAP "$t" >"$log/$name.txt" 2>&1
+    rc=$?
+    sed "s/^\(not \)\{0,1\}ok [0-9]* - /&$name: /" "$log/$name.txt"
+    count "$log/$name.txt"
+    if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log/$name.txt"; then
+        fail_step "$name exited $rc"
+    fi
+done
+
+# Integration tests: the real binary, real sockets, on 127.0.0.1.
+SWITCHBOARD_BIN="$top/build/core/switchboard" \
+    python3 tests/integration/run.py >"$log/integration.txt" 2>&1
+rc=$?
+grep -v ' passed, .* failed$' "$log/integration.txt"
+count "$log/integration.txt"
+if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log/integration.txt"; then
+    fail_step "integration runner exited $rc"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
