@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <yaml.h>
 
 #define CFG_DEFAULT_LISTEN_HOST "127.0.0.1"
@@ -31,6 +32,8 @@
     "bad size; expected a number with an optional unit B, KiB, MiB or GiB"
 #define CFG_DURATION_EXPECTED \
     "bad duration; expected numbers with units ms, s, m, h, d (30s, 1h30m)"
+#define CFG_VAR_EXPECTED \
+    "malformed ${...}; expected ${NAME} or ${NAME:-default}"
 #define CFG_DEFAULT_RETENTION (7ULL * 24 * 3600 * 1000)
 
 struct cfg_ctx {
@@ -166,13 +169,11 @@ static enum sb_status cfg_expand_var(const char *p, struct cfg_buf *b,
         name_len++;
     }
     if (close == NULL || name_len == 0 || name_len >= sizeof(var)) {
-        sb_error_set(err, "malformed ${...}: expected ${NAME} or "
-                          "${NAME:-default}");
+        sb_error_set(err, CFG_VAR_EXPECTED);
         return SB_ERR_INVALID;
     }
     if (name[name_len] != '}' && strncmp(name + name_len, ":-", 2) != 0) {
-        sb_error_set(err, "malformed ${...}: expected ${NAME} or "
-                          "${NAME:-default}");
+        sb_error_set(err, CFG_VAR_EXPECTED);
         return SB_ERR_INVALID;
     }
     memcpy(var, name, name_len);
@@ -189,8 +190,7 @@ static enum sb_status cfg_expand_var(const char *p, struct cfg_buf *b,
         return cfg_buf_add(b, def, (size_t)(close - def));
     }
     sb_error_set(err,
-                 "environment variable %s is not set (write ${%s:-...} "
-                 "to give a default)",
+                 "environment variable %s is not set; ${%s:-x} gives a default",
                  var, var);
     return SB_ERR_INVALID;
 }
@@ -490,9 +490,7 @@ static enum sb_status cfg_apply_url_path(struct cfg_ctx *ctx,
 
     if (rc == SB_OK && (path[0] != '/' || strpbrk(path, " ?#") != NULL)) {
         return cfg_fail(ctx, node,
-                        "%s: expected a URL path starting with "
-                        "\"/\", without spaces, query or "
-                        "fragment",
+                        "%s: expected a path starting with \"/\" (no ?, #)",
                         key->name);
     }
     return rc;
@@ -511,9 +509,7 @@ static enum sb_status cfg_apply_file_path(struct cfg_ctx *ctx,
     }
     if (value[0] == '\0') {
         free(value);
-        return cfg_fail(ctx, node,
-                        "%s: expected a file path, got an empty "
-                        "string",
+        return cfg_fail(ctx, node, "%s: expected a file path, got \"\"",
                         key->name);
     }
     free(*field);
@@ -567,8 +563,7 @@ static enum sb_status cfg_apply_listen(struct cfg_ctx *ctx,
     free(text);
     if (rc != SB_OK) {
         return cfg_fail(ctx, node,
-                        "%s: expected HOST:PORT (e.g. "
-                        "127.0.0.1:8080, [::1]:8080, :8080)",
+                        "%s: expected HOST:PORT like 127.0.0.1:8080 or :8080",
                         key->name);
     }
     return SB_OK;
@@ -594,9 +589,9 @@ static enum sb_status cfg_apply_size(struct cfg_ctx *ctx,
     }
     if (bytes < key->min || bytes > key->max) {
         return cfg_fail(ctx, node,
-                        "%s: %zu bytes is out of range; expected "
-                        "%" PRIu64 " to %" PRIu64 " bytes",
-                        key->name, bytes, key->min, key->max);
+                        "%s: out of range; expected %" PRIu64 " to %" PRIu64
+                        " bytes",
+                        key->name, key->min, key->max);
     }
     *CFG_FIELD(ctx, key, size_t) = bytes;
     return SB_OK;
@@ -644,8 +639,7 @@ static enum sb_status cfg_apply_log_level(struct cfg_ctx *ctx,
     free(text);
     if (rc != SB_OK) {
         return cfg_fail(ctx, node,
-                        "%s: expected one of error, warn, info, "
-                        "debug",
+                        "%s: expected one of error, warn, info, debug",
                         key->name);
     }
     return SB_OK;
@@ -706,6 +700,58 @@ static enum sb_status cfg_apply_secret_list(struct cfg_ctx *ctx,
     return rc;
 }
 
+/* Whether the PEM certificate and key load as one usable pair. */
+static int cfg_tls_pair_ok(const char *cert, const char *key, const char **why)
+{
+    gnutls_certificate_credentials_t creds;
+    gnutls_datum_t c = {(unsigned char *)cert, (unsigned)strlen(cert)};
+    gnutls_datum_t k = {(unsigned char *)key, (unsigned)strlen(key)};
+    int rc;
+
+    if (gnutls_certificate_allocate_credentials(&creds) < 0) {
+        *why = "out of memory";
+        return 0;
+    }
+    rc =
+        gnutls_certificate_set_x509_key_mem(creds, &c, &k, GNUTLS_X509_FMT_PEM);
+    gnutls_certificate_free_credentials(creds);
+    *why = rc < 0 ? gnutls_strerror(rc) : NULL;
+    return rc >= 0;
+}
+
+/* tls: both files, readable, and a matching pair, checked at load. */
+static enum sb_status
+cfg_apply_tls(struct cfg_ctx *ctx, const struct cfg_key *key, yaml_node_t *node)
+{
+    struct sb_config *cfg = ctx->cfg;
+    struct sb_error why;
+    const char *bad_pair;
+    enum sb_status rc = cfg_apply_map(ctx, key, node);
+
+    if (rc != SB_OK) {
+        return rc;
+    }
+    if (cfg->tls_cert_path == NULL || cfg->tls_key_path == NULL) {
+        return cfg_fail(ctx, node, "tls: both cert and key are required");
+    }
+    sb_error_clear(&why);
+    rc = cfg_read_file(cfg->tls_cert_path, "TLS certificate",
+                       &cfg->tls_cert_pem, &why);
+    if (rc == SB_OK) {
+        rc = cfg_read_file(cfg->tls_key_path, "TLS key", &cfg->tls_key_pem,
+                           &why);
+    }
+    if (rc == SB_ERR_INVALID) {
+        return cfg_fail(ctx, node, "tls: %s", why.msg);
+    }
+    if (rc == SB_OK &&
+        !cfg_tls_pair_ok(cfg->tls_cert_pem, cfg->tls_key_pem, &bad_pair)) {
+        return cfg_fail(ctx, node, "tls: unusable certificate or key: %s",
+                        bad_pair);
+    }
+    return rc;
+}
+
 /* ---- the tables -----------------------------------------------------------
  */
 
@@ -742,7 +788,7 @@ static const struct cfg_key root_keys[] = {
      "HOST:PORT the webhook listener binds"},
     {"path", cfg_apply_url_path, offsetof(struct sb_config, path), 0, 0, NULL,
      "URL path the sender posts to"},
-    {"tls", cfg_apply_map, 0, 0, 0, tls_keys, "HTTPS certificate and key"},
+    {"tls", cfg_apply_tls, 0, 0, 0, tls_keys, "HTTPS certificate and key"},
     {"max_body", cfg_apply_size, offsetof(struct sb_config, max_body), 64,
      64ULL * 1024 * 1024, NULL, "largest accepted request body"},
     {"auth", cfg_apply_map, 0, 0, 0, auth_keys, "who may post"},
@@ -808,8 +854,7 @@ static enum sb_status cfg_apply_pairs(struct cfg_ctx *ctx,
         if (known == NULL) {
             cfg_key_names(keys, expected, sizeof(expected));
             return cfg_fail(ctx, k,
-                            "unknown key \"%s\" in %s; expected one "
-                            "of %s",
+                            "unknown key \"%s\" in %s; expected one of %s",
                             (char *)k->data.scalar.value, where, expected);
         }
         rc = cfg_check_duplicate(ctx, map, pair, k);
@@ -858,32 +903,13 @@ static enum sb_status cfg_fill_defaults(struct sb_config *cfg)
 static enum sb_status cfg_validate(struct cfg_ctx *ctx, yaml_node_t *root)
 {
     struct sb_config *cfg = ctx->cfg;
-    struct sb_error why;
-    enum sb_status rc;
 
     if (cfg->bearer_count == 0) {
         return cfg_fail(ctx, root,
-                        "auth.bearer: at least one secret is "
-                        "required; the sender always sends one");
-    }
-    if ((cfg->tls_cert_path == NULL) != (cfg->tls_key_path == NULL)) {
-        return cfg_fail(ctx, root, "tls: both cert and key are required");
+                        "auth.bearer: expected a list of at least one secret");
     }
     cfg->admin_enabled = cfg->admin_listen.port != 0;
-    if (cfg->tls_cert_path == NULL) {
-        return cfg_fill_defaults(cfg);
-    }
-    sb_error_clear(&why);
-    rc = cfg_read_file(cfg->tls_cert_path, "TLS certificate",
-                       &cfg->tls_cert_pem, &why);
-    if (rc == SB_OK) {
-        rc = cfg_read_file(cfg->tls_key_path, "TLS key", &cfg->tls_key_pem,
-                           &why);
-    }
-    if (rc == SB_ERR_INVALID) {
-        return cfg_fail(ctx, root, "tls: %s", why.msg);
-    }
-    return rc == SB_OK ? cfg_fill_defaults(cfg) : rc;
+    return cfg_fill_defaults(cfg);
 }
 
 static enum sb_status cfg_parse_document(struct cfg_ctx *ctx)
@@ -895,13 +921,11 @@ static enum sb_status cfg_parse_document(struct cfg_ctx *ctx)
 
     if (root == NULL) {
         return cfg_fail(ctx, NULL,
-                        "the file is empty; expected a mapping "
-                        "with at least auth.bearer");
+                        "the file is empty; expected at least auth.bearer");
     }
     if (root->type != YAML_MAPPING_NODE) {
         return cfg_fail(ctx, root,
-                        "expected a mapping at the top level, "
-                        "got %s",
+                        "expected a mapping at the top level, got %s",
                         cfg_node_kind(root));
     }
     rc = cfg_apply_pairs(ctx, root_key.children, root, "the top level");

@@ -414,9 +414,7 @@ enum sb_status sb_ingress_start(const struct sb_config *cfg,
         ing->daemon = ingress_start_daemon(ing, cfg, fd, ipv6);
         if (ing->daemon == NULL) {
             close(fd);
-            sb_error_set(err,
-                         "cannot start the HTTP%s listener on %s:%u "
-                         "(a bad TLS certificate or key?)",
+            sb_error_set(err, "cannot start the HTTP%s listener on %s:%u",
                          cfg->tls_cert_pem ? "S" : "", cfg->listen.host,
                          cfg->listen.port);
             rc = SB_ERR_IO;

@@ -35,16 +35,16 @@ struct main_args {
 
 static void main_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: switchboard serve   [-c FILE]\n"
-            "       switchboard check   [-c FILE]\n"
-            "       switchboard events  [-c FILE] [--limit N]\n"
-            "       switchboard version\n"
-            "\n"
-            "  -c, --config FILE  config file (default ./switchboard.yaml, "
-            "then /etc/switchboard/switchboard.yaml)\n"
-            "  --limit N          events to list, newest first (default 50;"
-            " 0 lists all)\n");
+    fprintf(
+        out,
+        "usage: switchboard serve   [-c FILE]\n"
+        "       switchboard check   [-c FILE]\n"
+        "       switchboard events  [-c FILE] [--limit N]\n"
+        "       switchboard version\n"
+        "\n"
+        "  -c, --config FILE  config file (default ./switchboard.yaml, "
+        "then /etc/switchboard/switchboard.yaml)\n"
+        "  --limit N          how many events to list (default 50, 0: all)\n");
 }
 
 static int main_exit_code(enum sb_status rc)
@@ -202,14 +202,13 @@ static void main_wait_for_stop(const sigset_t *set)
             continue;
         }
         if (sig == SIGHUP) {
-            SB_LOG_WARN("main",
-                        "msg=\"SIGHUP ignored: configuration reload "
-                        "is not supported yet; restart to apply changes\"");
+            SB_LOG_WARN(
+                "main",
+                "msg=\"SIGHUP ignored: no reload yet; restart instead\"");
             continue;
         }
         SB_LOG_INFO("main",
-                    "signal=%d msg=\"stopping: no new connections; "
-                    "finishing requests in flight\"",
+                    "signal=%d msg=\"stopping; finishing requests in flight\"",
                     sig);
         return;
     }

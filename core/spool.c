@@ -31,6 +31,7 @@ struct sb_spool {
     const struct sb_spool_backend *backend;
     void *db;
     uint64_t retention_ms;
+    size_t probe_bytes; /* max_body: ready means "an event of any size fits" */
 
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -89,6 +90,7 @@ enum sb_status sb_spool_open(const struct sb_config *cfg,
     }
     spool->backend = &sb_spool_sqlite_backend;
     spool->retention_ms = cfg->retention_ms;
+    spool->probe_bytes = cfg->max_body;
     pthread_mutex_init(&spool->lock, NULL);
     pthread_cond_init(&spool->wake, NULL);
     atomic_init(&spool->ready, 1);
@@ -125,8 +127,7 @@ static void spool_set_ready(struct sb_spool *spool, enum sb_status rc,
 
     if (was_ready && rc != SB_OK) {
         SB_LOG_ERROR("spool",
-                     "msg=\"spool is not writable; answering 503 "
-                     "until it is\" err=\"%s\"",
+                     "msg=\"spool not writable; answering 503\" err=\"%s\"",
                      err->msg);
     } else if (!was_ready && rc == SB_OK) {
         SB_LOG_INFO("spool", "msg=\"spool is writable again\"");
@@ -164,7 +165,9 @@ static void spool_maintain(struct sb_spool *spool)
 
     if (!atomic_load(&spool->ready)) {
         sb_error_clear(&err);
-        spool_set_ready(spool, spool->backend->probe(spool->db, &err), &err);
+        spool_set_ready(
+            spool, spool->backend->probe(spool->db, spool->probe_bytes, &err),
+            &err);
     }
     if (atomic_load(&spool->ready) && spool_now_ms() >= spool->next_purge_ms) {
         spool_purge(spool);

@@ -55,8 +55,11 @@ struct sb_spool_backend {
     /* Deletes events received before `before_ms` that need nothing more. */
     enum sb_status (*purge)(void *db, int64_t before_ms, size_t *out_count,
                             struct sb_error *err);
-    /* A tiny write transaction: is the store writable right now? */
-    enum sb_status (*probe)(void *db, struct sb_error *err);
+    /*
+     * A write transaction of `bytes`: could the largest event we accept
+     * be stored right now? What it writes replaces the previous probe.
+     */
+    enum sb_status (*probe)(void *db, size_t bytes, struct sb_error *err);
     /* Newest first; limit 0 means all. */
     enum sb_status (*list)(void *db, size_t limit, sb_spool_row_fn fn,
                            void *arg, struct sb_error *err);

@@ -36,7 +36,7 @@ static const char sqlite_schema[] =
     ") WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS meta ("
     "  key TEXT PRIMARY KEY,"
-    "  value TEXT NOT NULL"
+    "  value BLOB NOT NULL"
     ") WITHOUT ROWID;"
     "PRAGMA user_version = 1;";
 
@@ -260,17 +260,28 @@ static enum sb_status sqlite_purge(void *handle, int64_t before_ms,
     return SB_OK;
 }
 
-static enum sb_status sqlite_probe(void *handle, struct sb_error *err)
+static enum sb_status sqlite_probe(void *handle, size_t bytes,
+                                   struct sb_error *err)
 {
     struct sqlite_db *db = handle;
+    sqlite3_stmt *st = NULL;
     enum sb_status rc;
 
-    rc = sqlite_exec(db,
-                     "BEGIN IMMEDIATE;"
-                     "INSERT OR REPLACE INTO meta (key, value) VALUES"
-                     " ('probe', strftime('%s','now'));"
-                     "COMMIT",
-                     err, "probing");
+    if (sqlite3_prepare_v2(db->conn,
+                           "INSERT OR REPLACE INTO meta (key, value)"
+                           " VALUES ('probe', zeroblob(?))",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return sqlite_fail(db, err, "preparing the probe");
+    }
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)bytes);
+    rc = sqlite_exec(db, "BEGIN IMMEDIATE", err, "probing");
+    if (rc == SB_OK && sqlite3_step(st) != SQLITE_DONE) {
+        rc = sqlite_fail(db, err, "probing");
+    }
+    sqlite3_finalize(st);
+    if (rc == SB_OK) {
+        rc = sqlite_exec(db, "COMMIT", err, "probing");
+    }
     if (rc != SB_OK) {
         sqlite_rollback(db);
     }

@@ -42,6 +42,16 @@ else
     fail_step "build with sanitizers"
 fi
 
+# Layout: the committed .clang-format settles it (STYLE.md).
+if clang-format --dry-run --Werror core/*.[ch] tests/unit/*.c \
+    >"$log/format.txt" 2>&1; then
+    echo "ok - C sources follow .clang-format"
+    passed=$((passed + 1))
+else
+    head -40 "$log/format.txt"
+    fail_step "C sources follow .clang-format"
+fi
+
 # Unit tests: cmocka speaks TAP when asked.
 for t in build-san/tests/unit/test_*; do
     [ -x "$t" ] || continue

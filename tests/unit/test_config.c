@@ -263,8 +263,8 @@ static void test_config_errors_have_positions(void **state)
 {
     (void)state;
     unsetenv("SB_TEST_UNSET");
-    expect_error("auth: { bearer: [x] }\nlisten: 1.2.3.4:80\nfrobnicate: 1\n", 3,
-                 1, "unknown key \"frobnicate\"");
+    expect_error("auth: { bearer: [x] }\nlisten: 1.2.3.4:80\nfrobnicate: 1\n",
+                 3, 1, "unknown key \"frobnicate\"");
     expect_error("auth: { bearer: [x] }\nspool:\n  pth: /x\n", 3, 3,
                  "expected one of path, retention");
     expect_error("auth: { bearer: [x] }\nmax_body: [1]\n", 2, 11,
@@ -284,7 +284,7 @@ static void test_config_errors_have_positions(void **state)
     expect_error("auth: { bearer: [x] }\npath: /a\npath: /b\n", 3, 1,
                  "duplicate key");
     expect_error("listen: :8080\n", 1, 1, "auth.bearer");
-    expect_error("auth: { bearer: [x] }\ntls: { cert: /nonexistent }\n", 1, 1,
+    expect_error("auth: { bearer: [x] }\ntls: { cert: /nonexistent }\n", 2, 6,
                  "both cert and key");
     expect_error("auth: { bearer: x }\n", 1, 17,
                  "expected a list of secrets, got a scalar");
@@ -292,6 +292,22 @@ static void test_config_errors_have_positions(void **state)
                  "cannot read secret file");
     expect_error("auth: [ x\n", 2, 1, "invalid YAML");
     expect_error("- a\n- b\n", 1, 1, "expected a mapping at the top level");
+}
+
+static void test_config_tls_pair_is_checked_at_load(void **state)
+{
+    char cert[64];
+    char key[64];
+    char yaml[256];
+
+    (void)state;
+    write_temp(cert, "-----BEGIN CERTIFICATE-----\nnot base64\n");
+    write_temp(key, "garbage\n");
+    snprintf(yaml, sizeof(yaml),
+             "auth: { bearer: [x] }\ntls:\n  cert: %s\n  key: %s\n", cert, key);
+    expect_error(yaml, 3, 3, "unusable certificate or key");
+    unlink(cert);
+    unlink(key);
 }
 
 static void test_config_errors_never_show_secrets(void **state)
@@ -325,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_config_defaults),
         cmocka_unit_test(test_config_relative_paths_follow_the_file),
         cmocka_unit_test(test_config_errors_have_positions),
+        cmocka_unit_test(test_config_tls_pair_is_checked_at_load),
         cmocka_unit_test(test_config_errors_never_show_secrets),
     };
 
