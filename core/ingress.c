@@ -399,7 +399,11 @@ enum sb_status sb_ingress_start(const struct sb_config *cfg,
     int ipv6 = 0;
 
     *out_ingress = NULL;
-    if (ing == NULL || (ing->path = strdup(cfg->path)) == NULL) {
+    if (ing == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    ing->path = strdup(cfg->path);
+    if (ing->path == NULL) {
         free(ing);
         return SB_ERR_NOMEM;
     }

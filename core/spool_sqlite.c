@@ -150,7 +150,11 @@ enum sb_status sb_spool_sqlite_open(const char *path, enum sb_spool_mode mode,
     enum sb_status rc = SB_ERR_NOMEM;
 
     *out_db = NULL;
-    if (db == NULL || (db->path = strdup(path)) == NULL) {
+    if (db == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    db->path = strdup(path);
+    if (db->path == NULL) {
         goto out;
     }
     if (mode == SB_SPOOL_SERVE) {
