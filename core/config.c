@@ -23,6 +23,8 @@
 #include <gnutls/gnutls.h>
 #include <yaml.h>
 
+#include "yml.h"
+
 #define CFG_DEFAULT_LISTEN_HOST "127.0.0.1"
 #define CFG_DEFAULT_LISTEN_PORT 8080
 #define CFG_DEFAULT_PATH        "/webhook"
@@ -32,16 +34,11 @@
     "bad size; expected a number with an optional unit B, KiB, MiB or GiB"
 #define CFG_DURATION_EXPECTED \
     "bad duration; expected numbers with units ms, s, m, h, d (30s, 1h30m)"
-#define CFG_VAR_EXPECTED \
-    "malformed ${...}; expected ${NAME} or ${NAME:-default}"
 #define CFG_DEFAULT_RETENTION (7ULL * 24 * 3600 * 1000)
 
 struct cfg_ctx {
-    const char *file;
-    char *base_dir;
-    yaml_document_t *doc;
+    struct sb_yml *y;
     struct sb_config *cfg;
-    struct sb_error *err;
 };
 
 struct cfg_key;
@@ -61,227 +58,6 @@ struct cfg_key {
     const char *help;
 };
 
-/* ---- positions and messages ---------------------------------------- */
-
-static enum sb_status cfg_fail(struct cfg_ctx *ctx, const yaml_node_t *node,
-                               const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum sb_status cfg_fail(struct cfg_ctx *ctx, const yaml_node_t *node,
-                               const char *fmt, ...)
-{
-    char msg[sizeof(ctx->err->msg)];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (node != NULL) {
-        sb_error_at(ctx->err, ctx->file, (unsigned)node->start_mark.line + 1,
-                    (unsigned)node->start_mark.column + 1, "%s", msg);
-    } else {
-        sb_error_at(ctx->err, ctx->file, 0, 0, "%s", msg);
-    }
-    return SB_ERR_INVALID;
-}
-
-static const char *cfg_node_kind(const yaml_node_t *node)
-{
-    switch (node->type) {
-    case YAML_SCALAR_NODE:
-        return "a scalar";
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    case YAML_MAPPING_NODE:
-        return "a mapping";
-    case YAML_NO_NODE:
-        break;
-    }
-    return "nothing";
-}
-
-/* Appends "a, b, c" of a key table, for "expected one of" messages. */
-static void cfg_key_names(const struct cfg_key *keys, char *buf, size_t cap)
-{
-    size_t len = 0;
-    const struct cfg_key *k;
-
-    buf[0] = '\0';
-    for (k = keys; k->name != NULL && len < cap; k++) {
-        int n =
-            snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", k->name);
-        if (n < 0) {
-            break;
-        }
-        len += (size_t)n;
-    }
-}
-
-/* ---- scalars ---------------------------------------------------------- */
-
-static int cfg_var_char(char c, int first)
-{
-    if (c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')) {
-        return 1;
-    }
-    return !first && c >= '0' && c <= '9';
-}
-
-struct cfg_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-};
-
-static enum sb_status cfg_buf_add(struct cfg_buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *p = realloc(b->data, cap);
-
-        if (p == NULL) {
-            return SB_ERR_NOMEM;
-        }
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return SB_OK;
-}
-
-/*
- * Expands one "${...}" starting at `p` (just past "${"). Sets *out_end past
- * the closing brace.
- */
-static enum sb_status cfg_expand_var(const char *p, struct cfg_buf *b,
-                                     const char **out_end, struct sb_error *err)
-{
-    const char *name = p;
-    const char *close = strchr(p, '}');
-    const char *value;
-    size_t name_len = 0;
-    char var[128];
-
-    *out_end = p;
-    while (cfg_var_char(name[name_len], name_len == 0)) {
-        name_len++;
-    }
-    if (close == NULL || name_len == 0 || name_len >= sizeof(var)) {
-        sb_error_set(err, CFG_VAR_EXPECTED);
-        return SB_ERR_INVALID;
-    }
-    if (name[name_len] != '}' && strncmp(name + name_len, ":-", 2) != 0) {
-        sb_error_set(err, CFG_VAR_EXPECTED);
-        return SB_ERR_INVALID;
-    }
-    memcpy(var, name, name_len);
-    var[name_len] = '\0';
-    *out_end = close + 1;
-
-    value = getenv(var);
-    if (value != NULL) {
-        return cfg_buf_add(b, value, strlen(value));
-    }
-    if (name[name_len] == ':') {
-        const char *def = name + name_len + 2;
-
-        return cfg_buf_add(b, def, (size_t)(close - def));
-    }
-    sb_error_set(err,
-                 "environment variable %s is not set; ${%s:-x} gives a default",
-                 var, var);
-    return SB_ERR_INVALID;
-}
-
-enum sb_status sb_config_expand(const char *text, char **out,
-                                struct sb_error *err)
-{
-    struct cfg_buf b = {0};
-    const char *p = text;
-    enum sb_status rc = cfg_buf_add(&b, "", 0);
-
-    while (rc == SB_OK && *p != '\0') {
-        const char *dollar = strchr(p, '$');
-
-        if (dollar == NULL) {
-            rc = cfg_buf_add(&b, p, strlen(p));
-            break;
-        }
-        rc = cfg_buf_add(&b, p, (size_t)(dollar - p));
-        if (rc != SB_OK) {
-            break;
-        }
-        if (dollar[1] == '$') {
-            rc = cfg_buf_add(&b, "$", 1);
-            p = dollar + 2;
-        } else if (dollar[1] == '{') {
-            rc = cfg_expand_var(dollar + 2, &b, &p, err);
-        } else {
-            rc = cfg_buf_add(&b, "$", 1);
-            p = dollar + 1;
-        }
-    }
-    if (rc != SB_OK) {
-        free(b.data);
-        *out = NULL;
-        return rc;
-    }
-    *out = b.data;
-    return SB_OK;
-}
-
-/* Resolves `path` against `base_dir` unless it is absolute. */
-static char *cfg_join_path(const char *base_dir, const char *path)
-{
-    size_t n;
-    char *joined;
-
-    if (path[0] == '/' || base_dir == NULL || base_dir[0] == '\0') {
-        return strdup(path);
-    }
-    n = strlen(base_dir) + strlen(path) + 2;
-    joined = malloc(n);
-    if (joined != NULL) {
-        snprintf(joined, n, "%s/%s", base_dir, path);
-    }
-    return joined;
-}
-
-/* Reads a whole small file; `what` names it in errors ("secret file"). */
-static enum sb_status cfg_read_file(const char *path, const char *what,
-                                    char **out, struct sb_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    char *data = NULL;
-    size_t len;
-
-    *out = NULL;
-    if (f == NULL) {
-        sb_error_set(err, "cannot read %s \"%s\": %s", what, path,
-                     strerror(errno));
-        return SB_ERR_INVALID;
-    }
-    data = malloc(SB_CONFIG_MAX_FILE_BYTES + 1);
-    if (data == NULL) {
-        fclose(f);
-        return SB_ERR_NOMEM;
-    }
-    len = fread(data, 1, SB_CONFIG_MAX_FILE_BYTES + 1, f);
-    if (ferror(f) || len > SB_CONFIG_MAX_FILE_BYTES) {
-        sb_error_set(err, "cannot read %s \"%s\": %s", what, path,
-                     ferror(f) ? strerror(errno) : "larger than 1 MiB");
-        free(data);
-        fclose(f);
-        return SB_ERR_INVALID;
-    }
-    fclose(f);
-    data[len] = '\0';
-    *out = data;
-    return SB_OK;
-}
-
 enum sb_status sb_config_read_secret(const char *text, const char *base_dir,
                                      char **out, struct sb_error *err)
 {
@@ -295,11 +71,11 @@ enum sb_status sb_config_read_secret(const char *text, const char *base_dir,
         *out = strdup(text);
         return *out ? SB_OK : SB_ERR_NOMEM;
     }
-    path = cfg_join_path(base_dir, text + 5);
+    path = sb_yml_join_path(base_dir, text + 5);
     if (path == NULL) {
         return SB_ERR_NOMEM;
     }
-    rc = cfg_read_file(path, "secret file", &data, err);
+    rc = sb_yml_read_file(path, "secret file", &data, err);
     free(path);
     if (rc != SB_OK) {
         return rc;
@@ -313,26 +89,6 @@ enum sb_status sb_config_read_secret(const char *text, const char *base_dir,
     }
     *out = data;
     return SB_OK;
-}
-
-/* The expanded text of a scalar node; the caller frees it. */
-static enum sb_status cfg_scalar(struct cfg_ctx *ctx, yaml_node_t *node,
-                                 const char *key, char **out)
-{
-    struct sb_error why;
-    enum sb_status rc;
-
-    *out = NULL;
-    if (node->type != YAML_SCALAR_NODE) {
-        return cfg_fail(ctx, node, "%s: expected a string, got %s", key,
-                        cfg_node_kind(node));
-    }
-    sb_error_clear(&why);
-    rc = sb_config_expand((const char *)node->data.scalar.value, out, &why);
-    if (rc == SB_ERR_INVALID) {
-        return cfg_fail(ctx, node, "%s: %s", key, why.msg);
-    }
-    return rc;
 }
 
 /* ---- sizes and durations --------------------------------------------- */
@@ -471,7 +227,7 @@ static enum sb_status cfg_apply_string(struct cfg_ctx *ctx,
 {
     char **field = CFG_FIELD(ctx, key, char *);
     char *value;
-    enum sb_status rc = cfg_scalar(ctx, node, key->name, &value);
+    enum sb_status rc = sb_yml_scalar(ctx->y, node, key->name, &value);
 
     if (rc != SB_OK) {
         return rc;
@@ -489,9 +245,9 @@ static enum sb_status cfg_apply_url_path(struct cfg_ctx *ctx,
     const char *path = *CFG_FIELD(ctx, key, char *);
 
     if (rc == SB_OK && (path[0] != '/' || strpbrk(path, " ?#") != NULL)) {
-        return cfg_fail(ctx, node,
-                        "%s: expected a path starting with \"/\" (no ?, #)",
-                        key->name);
+        return sb_yml_fail(ctx->y, node,
+                           "%s: expected a path starting with \"/\" (no ?, #)",
+                           key->name);
     }
     return rc;
 }
@@ -502,18 +258,18 @@ static enum sb_status cfg_apply_file_path(struct cfg_ctx *ctx,
 {
     char **field = CFG_FIELD(ctx, key, char *);
     char *value;
-    enum sb_status rc = cfg_scalar(ctx, node, key->name, &value);
+    enum sb_status rc = sb_yml_scalar(ctx->y, node, key->name, &value);
 
     if (rc != SB_OK) {
         return rc;
     }
     if (value[0] == '\0') {
         free(value);
-        return cfg_fail(ctx, node, "%s: expected a file path, got \"\"",
-                        key->name);
+        return sb_yml_fail(ctx->y, node, "%s: expected a file path, got \"\"",
+                           key->name);
     }
     free(*field);
-    *field = cfg_join_path(ctx->base_dir, value);
+    *field = sb_yml_join_path(ctx->y->base_dir, value);
     free(value);
     return *field ? SB_OK : SB_ERR_NOMEM;
 }
@@ -554,7 +310,7 @@ static enum sb_status cfg_apply_listen(struct cfg_ctx *ctx,
                                        yaml_node_t *node)
 {
     char *text;
-    enum sb_status rc = cfg_scalar(ctx, node, key->name, &text);
+    enum sb_status rc = sb_yml_scalar(ctx->y, node, key->name, &text);
 
     if (rc != SB_OK) {
         return rc;
@@ -562,9 +318,9 @@ static enum sb_status cfg_apply_listen(struct cfg_ctx *ctx,
     rc = cfg_parse_listen(text, CFG_FIELD(ctx, key, struct sb_listen));
     free(text);
     if (rc != SB_OK) {
-        return cfg_fail(ctx, node,
-                        "%s: expected HOST:PORT like 127.0.0.1:8080 or :8080",
-                        key->name);
+        return sb_yml_fail(
+            ctx->y, node, "%s: expected HOST:PORT like 127.0.0.1:8080 or :8080",
+            key->name);
     }
     return SB_OK;
 }
@@ -576,7 +332,7 @@ static enum sb_status cfg_apply_size(struct cfg_ctx *ctx,
     struct sb_error why;
     size_t bytes;
     char *text;
-    enum sb_status rc = cfg_scalar(ctx, node, key->name, &text);
+    enum sb_status rc = sb_yml_scalar(ctx->y, node, key->name, &text);
 
     if (rc != SB_OK) {
         return rc;
@@ -585,13 +341,13 @@ static enum sb_status cfg_apply_size(struct cfg_ctx *ctx,
     rc = sb_config_parse_size(text, &bytes, &why);
     free(text);
     if (rc != SB_OK) {
-        return cfg_fail(ctx, node, "%s: %s", key->name, why.msg);
+        return sb_yml_fail(ctx->y, node, "%s: %s", key->name, why.msg);
     }
     if (bytes < key->min || bytes > key->max) {
-        return cfg_fail(ctx, node,
-                        "%s: out of range; expected %" PRIu64 " to %" PRIu64
-                        " bytes",
-                        key->name, key->min, key->max);
+        return sb_yml_fail(ctx->y, node,
+                           "%s: out of range; expected %" PRIu64 " to %" PRIu64
+                           " bytes",
+                           key->name, key->min, key->max);
     }
     *CFG_FIELD(ctx, key, size_t) = bytes;
     return SB_OK;
@@ -604,7 +360,7 @@ static enum sb_status cfg_apply_duration(struct cfg_ctx *ctx,
     struct sb_error why;
     uint64_t ms;
     char *text;
-    enum sb_status rc = cfg_scalar(ctx, node, key->name, &text);
+    enum sb_status rc = sb_yml_scalar(ctx->y, node, key->name, &text);
 
     if (rc != SB_OK) {
         return rc;
@@ -613,13 +369,13 @@ static enum sb_status cfg_apply_duration(struct cfg_ctx *ctx,
     rc = sb_config_parse_duration(text, &ms, &why);
     free(text);
     if (rc != SB_OK) {
-        return cfg_fail(ctx, node, "%s: %s", key->name, why.msg);
+        return sb_yml_fail(ctx->y, node, "%s: %s", key->name, why.msg);
     }
     if (ms < key->min || ms > key->max) {
-        return cfg_fail(ctx, node,
-                        "%s: out of range; expected %" PRIu64 "ms to %" PRIu64
-                        "ms",
-                        key->name, key->min, key->max);
+        return sb_yml_fail(ctx->y, node,
+                           "%s: out of range; expected %" PRIu64
+                           "ms to %" PRIu64 "ms",
+                           key->name, key->min, key->max);
     }
     *CFG_FIELD(ctx, key, uint64_t) = ms;
     return SB_OK;
@@ -630,7 +386,7 @@ static enum sb_status cfg_apply_log_level(struct cfg_ctx *ctx,
                                           yaml_node_t *node)
 {
     char *text;
-    enum sb_status rc = cfg_scalar(ctx, node, key->name, &text);
+    enum sb_status rc = sb_yml_scalar(ctx->y, node, key->name, &text);
 
     if (rc != SB_OK) {
         return rc;
@@ -638,9 +394,9 @@ static enum sb_status cfg_apply_log_level(struct cfg_ctx *ctx,
     rc = sb_log_level_parse(text, CFG_FIELD(ctx, key, enum sb_log_level));
     free(text);
     if (rc != SB_OK) {
-        return cfg_fail(ctx, node,
-                        "%s: expected one of error, warn, info, debug",
-                        key->name);
+        return sb_yml_fail(ctx->y, node,
+                           "%s: expected one of error, warn, info, debug",
+                           key->name);
     }
     return SB_OK;
 }
@@ -655,28 +411,28 @@ static enum sb_status cfg_add_secret(struct cfg_ctx *ctx, yaml_node_t *node)
     struct sb_error why;
     char *text;
     char *secret;
-    enum sb_status rc = cfg_scalar(ctx, node, "bearer", &text);
+    enum sb_status rc = sb_yml_scalar(ctx->y, node, "bearer", &text);
 
     if (rc != SB_OK) {
         return rc;
     }
     sb_error_clear(&why);
-    rc = sb_config_read_secret(text, ctx->base_dir, &secret, &why);
+    rc = sb_config_read_secret(text, ctx->y->base_dir, &secret, &why);
     free(text);
     if (rc == SB_ERR_INVALID) {
-        return cfg_fail(ctx, node, "bearer: %s", why.msg);
+        return sb_yml_fail(ctx->y, node, "bearer: %s", why.msg);
     }
     if (rc != SB_OK) {
         return rc;
     }
     if (secret[0] == '\0') {
         free(secret);
-        return cfg_fail(ctx, node, "bearer: the secret is empty");
+        return sb_yml_fail(ctx->y, node, "bearer: the secret is empty");
     }
     if (cfg->bearer_count == SB_CONFIG_MAX_SECRETS) {
         free(secret);
-        return cfg_fail(ctx, node, "bearer: too many secrets; at most %d",
-                        SB_CONFIG_MAX_SECRETS);
+        return sb_yml_fail(ctx->y, node, "bearer: too many secrets; at most %d",
+                           SB_CONFIG_MAX_SECRETS);
     }
     cfg->bearer[cfg->bearer_count++] = secret;
     return SB_OK;
@@ -690,12 +446,13 @@ static enum sb_status cfg_apply_secret_list(struct cfg_ctx *ctx,
     enum sb_status rc = SB_OK;
 
     if (node->type != YAML_SEQUENCE_NODE) {
-        return cfg_fail(ctx, node, "%s: expected a list of secrets, got %s",
-                        key->name, cfg_node_kind(node));
+        return sb_yml_fail(ctx->y, node,
+                           "%s: expected a list of secrets, got %s", key->name,
+                           sb_yml_kind(node));
     }
     for (item = node->data.sequence.items.start;
          rc == SB_OK && item < node->data.sequence.items.top; item++) {
-        rc = cfg_add_secret(ctx, yaml_document_get_node(ctx->doc, *item));
+        rc = cfg_add_secret(ctx, sb_yml_node(ctx->y, *item));
     }
     return rc;
 }
@@ -732,22 +489,22 @@ cfg_apply_tls(struct cfg_ctx *ctx, const struct cfg_key *key, yaml_node_t *node)
         return rc;
     }
     if (cfg->tls_cert_path == NULL || cfg->tls_key_path == NULL) {
-        return cfg_fail(ctx, node, "tls: both cert and key are required");
+        return sb_yml_fail(ctx->y, node, "tls: both cert and key are required");
     }
     sb_error_clear(&why);
-    rc = cfg_read_file(cfg->tls_cert_path, "TLS certificate",
-                       &cfg->tls_cert_pem, &why);
+    rc = sb_yml_read_file(cfg->tls_cert_path, "TLS certificate",
+                          &cfg->tls_cert_pem, &why);
     if (rc == SB_OK) {
-        rc = cfg_read_file(cfg->tls_key_path, "TLS key", &cfg->tls_key_pem,
-                           &why);
+        rc = sb_yml_read_file(cfg->tls_key_path, "TLS key", &cfg->tls_key_pem,
+                              &why);
     }
     if (rc == SB_ERR_INVALID) {
-        return cfg_fail(ctx, node, "tls: %s", why.msg);
+        return sb_yml_fail(ctx->y, node, "tls: %s", why.msg);
     }
     if (rc == SB_OK &&
         !cfg_tls_pair_ok(cfg->tls_cert_pem, cfg->tls_key_pem, &bad_pair)) {
-        return cfg_fail(ctx, node, "tls: unusable certificate or key: %s",
-                        bad_pair);
+        return sb_yml_fail(ctx->y, node, "tls: unusable certificate or key: %s",
+                           bad_pair);
     }
     return rc;
 }
@@ -804,7 +561,7 @@ static const struct cfg_key *cfg_find_key(const struct cfg_key *keys,
 {
     const struct cfg_key *k;
 
-    for (k = keys; k->name != NULL; k++) {
+    for (k = keys; name != NULL && k->name != NULL; k++) {
         if (strcmp(k->name, name) == 0) {
             return k;
         }
@@ -812,54 +569,48 @@ static const struct cfg_key *cfg_find_key(const struct cfg_key *keys,
     return NULL;
 }
 
-/* Rejects a key seen earlier in the same mapping. */
-static enum sb_status cfg_check_duplicate(struct cfg_ctx *ctx, yaml_node_t *map,
-                                          yaml_node_pair_t *pair,
-                                          yaml_node_t *key_node)
+/* The names of a key table, NULL-terminated, for sb_yml_check_key. */
+static void cfg_key_names(const struct cfg_key *keys, const char **names,
+                          size_t cap)
 {
-    yaml_node_pair_t *prev;
+    size_t n = 0;
 
-    for (prev = map->data.mapping.pairs.start; prev < pair; prev++) {
-        yaml_node_t *k = yaml_document_get_node(ctx->doc, prev->key);
-
-        if (k->type == YAML_SCALAR_NODE &&
-            strcmp((char *)k->data.scalar.value,
-                   (char *)key_node->data.scalar.value) == 0) {
-            return cfg_fail(ctx, key_node, "duplicate key \"%s\"",
-                            (char *)key_node->data.scalar.value);
-        }
+    while (keys[n].name != NULL && n + 1 < cap) {
+        names[n] = keys[n].name;
+        n++;
     }
-    return SB_OK;
+    names[n] = NULL;
 }
 
+/*
+ * Applies every pair of `map`. A bad key or value is recorded and the
+ * walk goes on, so one `check` reports every mistake in the file.
+ */
 static enum sb_status cfg_apply_pairs(struct cfg_ctx *ctx,
                                       const struct cfg_key *keys,
                                       yaml_node_t *map, const char *where)
 {
+    const char *names[32];
     yaml_node_pair_t *pair;
-    char expected[512];
     enum sb_status rc = SB_OK;
 
+    cfg_key_names(keys, names, sizeof(names) / sizeof(names[0]));
     for (pair = map->data.mapping.pairs.start;
-         rc == SB_OK && pair < map->data.mapping.pairs.top; pair++) {
-        yaml_node_t *k = yaml_document_get_node(ctx->doc, pair->key);
-        yaml_node_t *v = yaml_document_get_node(ctx->doc, pair->value);
+         pair < map->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = sb_yml_node(ctx->y, pair->key);
         const struct cfg_key *known;
+        enum sb_status step;
 
-        if (k->type != YAML_SCALAR_NODE) {
-            return cfg_fail(ctx, k, "expected a key name, got %s",
-                            cfg_node_kind(k));
+        step = sb_yml_check_key(ctx->y, map, pair, names, where);
+        known = cfg_find_key(keys, sb_yml_text(k));
+        if (step == SB_OK && known != NULL) {
+            step = known->apply(ctx, known, sb_yml_node(ctx->y, pair->value));
         }
-        known = cfg_find_key(keys, (char *)k->data.scalar.value);
-        if (known == NULL) {
-            cfg_key_names(keys, expected, sizeof(expected));
-            return cfg_fail(ctx, k,
-                            "unknown key \"%s\" in %s; expected one of %s",
-                            (char *)k->data.scalar.value, where, expected);
+        if (step == SB_ERR_NOMEM) {
+            return step;
         }
-        rc = cfg_check_duplicate(ctx, map, pair, k);
-        if (rc == SB_OK) {
-            rc = known->apply(ctx, known, v);
+        if (step != SB_OK) {
+            rc = step;
         }
     }
     return rc;
@@ -869,8 +620,8 @@ static enum sb_status
 cfg_apply_map(struct cfg_ctx *ctx, const struct cfg_key *key, yaml_node_t *node)
 {
     if (node->type != YAML_MAPPING_NODE) {
-        return cfg_fail(ctx, node, "%s: expected a mapping, got %s", key->name,
-                        cfg_node_kind(node));
+        return sb_yml_fail(ctx->y, node, "%s: expected a mapping, got %s",
+                           key->name, sb_yml_kind(node));
     }
     return cfg_apply_pairs(ctx, key->children, node, key->name);
 }
@@ -905,8 +656,9 @@ static enum sb_status cfg_validate(struct cfg_ctx *ctx, yaml_node_t *root)
     struct sb_config *cfg = ctx->cfg;
 
     if (cfg->bearer_count == 0) {
-        return cfg_fail(ctx, root,
-                        "auth.bearer: expected a list of at least one secret");
+        return sb_yml_fail(
+            ctx->y, root,
+            "auth.bearer: expected a list of at least one secret");
     }
     cfg->admin_enabled = cfg->admin_listen.port != 0;
     return cfg_fill_defaults(cfg);
@@ -914,95 +666,49 @@ static enum sb_status cfg_validate(struct cfg_ctx *ctx, yaml_node_t *root)
 
 static enum sb_status cfg_parse_document(struct cfg_ctx *ctx)
 {
-    yaml_node_t *root = yaml_document_get_root_node(ctx->doc);
-    static const struct cfg_key root_key = {"config", cfg_apply_map, 0,   0,
-                                            0,        root_keys,     NULL};
+    yaml_node_t *root = sb_yml_root(ctx->y);
     enum sb_status rc;
 
     if (root == NULL) {
-        return cfg_fail(ctx, NULL,
-                        "the file is empty; expected at least auth.bearer");
+        return sb_yml_fail(ctx->y, NULL,
+                           "the file is empty; expected at least auth.bearer");
     }
     if (root->type != YAML_MAPPING_NODE) {
-        return cfg_fail(ctx, root,
-                        "expected a mapping at the top level, got %s",
-                        cfg_node_kind(root));
+        return sb_yml_fail(ctx->y, root,
+                           "expected a mapping at the top level, got %s",
+                           sb_yml_kind(root));
     }
-    rc = cfg_apply_pairs(ctx, root_key.children, root, "the top level");
-    if (rc != SB_OK) {
+    rc = cfg_apply_pairs(ctx, root_keys, root, "the top level");
+    if (rc == SB_ERR_NOMEM) {
         return rc;
     }
-    return cfg_validate(ctx, root);
-}
-
-static enum sb_status cfg_load_yaml(struct cfg_ctx *ctx, FILE *f)
-{
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    enum sb_status rc;
-
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
-        rc = SB_ERR_INVALID;
-        sb_error_at(
-            ctx->err, ctx->file, (unsigned)parser.problem_mark.line + 1,
-            (unsigned)parser.problem_mark.column + 1, "invalid YAML: %s%s%s",
-            parser.problem ? parser.problem : "parse error",
-            parser.context ? " " : "", parser.context ? parser.context : "");
-        yaml_parser_delete(&parser);
-        return rc;
+    if (cfg_validate(ctx, root) != SB_OK || rc != SB_OK) {
+        return SB_ERR_INVALID;
     }
-    ctx->doc = &doc;
-    rc = cfg_parse_document(ctx);
-    ctx->doc = NULL;
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
-    return rc;
-}
-
-static char *cfg_dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-
-    if (slash == NULL) {
-        return strdup(".");
-    }
-    if (slash == path) {
-        return strdup("/");
-    }
-    return strndup(path, (size_t)(slash - path));
+    return SB_OK;
 }
 
 enum sb_status sb_config_load(const char *path, struct sb_config **out_cfg,
-                              struct sb_error *err)
+                              struct sb_errors *errs)
 {
-    struct cfg_ctx ctx = {.file = path, .err = err};
+    struct sb_yml y;
+    struct cfg_ctx ctx = {.y = &y};
     struct sb_config *cfg = calloc(1, sizeof(*cfg));
-    FILE *f = NULL;
-    enum sb_status rc = SB_ERR_NOMEM;
+    enum sb_status rc;
 
     *out_cfg = NULL;
-    ctx.cfg = cfg;
-    ctx.base_dir = cfg_dir_of(path);
-    if (cfg == NULL || ctx.base_dir == NULL) {
-        goto out;
+    sb_errors_clear(errs);
+    if (cfg == NULL) {
+        return SB_ERR_NOMEM;
     }
+    ctx.cfg = cfg;
     cfg_set_defaults(cfg);
     cfg->source = strdup(path);
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        sb_error_at(err, path, 0, 0, "cannot open config: %s", strerror(errno));
-        rc = SB_ERR_INVALID;
-        goto out;
+    rc = sb_yml_load(path, errs, &y);
+    if (rc == SB_OK) {
+        rc = cfg->source ? cfg_parse_document(&ctx) : SB_ERR_NOMEM;
     }
-    rc = cfg->source ? cfg_load_yaml(&ctx, f) : SB_ERR_NOMEM;
-
-out:
-    if (f != NULL) {
-        fclose(f);
-    }
-    free(ctx.base_dir);
+    sb_yml_cleanup(&y);
     if (rc != SB_OK) {
         sb_config_free(cfg);
         return rc;

@@ -14,10 +14,9 @@
 #include "log.h"
 #include "status.h"
 
-#define SB_CONFIG_DEFAULT_PATH   "switchboard.yaml"
-#define SB_CONFIG_SYSTEM_PATH    "/etc/switchboard/switchboard.yaml"
-#define SB_CONFIG_MAX_SECRETS    16
-#define SB_CONFIG_MAX_FILE_BYTES (1024 * 1024)
+#define SB_CONFIG_DEFAULT_PATH "switchboard.yaml"
+#define SB_CONFIG_SYSTEM_PATH  "/etc/switchboard/switchboard.yaml"
+#define SB_CONFIG_MAX_SECRETS  16
 
 struct sb_listen {
     char host[256];
@@ -44,12 +43,12 @@ struct sb_config {
 
 /*
  * Loads and validates `path`. On SB_OK, *out_cfg is a new config the caller
- * owns (free with sb_config_free). On failure *out_cfg is NULL, `err` says
- * what and where, and the status is SB_ERR_INVALID (bad or unreadable
- * config) or SB_ERR_NOMEM.
+ * owns (free with sb_config_free). On failure *out_cfg is NULL, `errs`
+ * holds every mistake found, each with file:line:col, and the status is
+ * SB_ERR_INVALID (bad or unreadable config) or SB_ERR_NOMEM.
  */
 enum sb_status sb_config_load(const char *path, struct sb_config **out_cfg,
-                              struct sb_error *err);
+                              struct sb_errors *errs);
 
 /*
  * Picks the config file when none was given: ./switchboard.yaml, then
@@ -83,15 +82,6 @@ enum sb_status sb_config_parse_size(const char *text, size_t *out_bytes,
  */
 enum sb_status sb_config_parse_duration(const char *text, uint64_t *out_ms,
                                         struct sb_error *err);
-
-/*
- * Expands ${VAR} and ${VAR:-default} in `text` from the environment; "$$"
- * is a literal "$". On SB_OK *out is a new string the caller frees. An
- * unset variable without a default, or an unclosed "${", is SB_ERR_INVALID
- * with the variable's name (never its value) in `err`.
- */
-enum sb_status sb_config_expand(const char *text, char **out,
-                                struct sb_error *err);
 
 /*
  * Resolves a secret that may be "file:PATH" (relative paths taken from

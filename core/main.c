@@ -105,15 +105,31 @@ static int main_parse_args(int argc, char **argv, struct main_args *args)
     return 0;
 }
 
+/* Prints every config error, one per line, then how many there were. */
+static void main_print_errors(const struct sb_errors *errs)
+{
+    size_t i;
+
+    for (i = 0; i < errs->count; i++) {
+        main_print_error(&errs->items[i]);
+    }
+    if (errs->dropped > 0) {
+        fprintf(stderr, "switchboard: %zu more errors not shown\n",
+                errs->dropped);
+    }
+    if (sb_errors_total(errs) > 1) {
+        fprintf(stderr, "switchboard: %zu errors\n", sb_errors_total(errs));
+    }
+}
+
 static int main_load(const char *path, struct sb_config **out_cfg)
 {
-    struct sb_error err;
+    static struct sb_errors errs; /* large; main's thread only */
     enum sb_status rc;
 
-    sb_error_clear(&err);
-    rc = sb_config_load(path, out_cfg, &err);
+    rc = sb_config_load(path, out_cfg, &errs);
     if (rc != SB_OK) {
-        main_print_error(&err);
+        main_print_errors(&errs);
         return main_exit_code(rc);
     }
     return 0;

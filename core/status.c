@@ -67,6 +67,26 @@ const char *sb_error_format(const struct sb_error *err, char *buf, size_t cap)
     return buf;
 }
 
+void sb_errors_clear(struct sb_errors *errs)
+{
+    errs->count = 0;
+    errs->dropped = 0;
+}
+
+void sb_errors_add(struct sb_errors *errs, const struct sb_error *err)
+{
+    if (errs->count == SB_ERRORS_MAX) {
+        errs->dropped++;
+        return;
+    }
+    errs->items[errs->count++] = *err;
+}
+
+size_t sb_errors_total(const struct sb_errors *errs)
+{
+    return errs->count + errs->dropped;
+}
+
 const char *sb_status_name(enum sb_status rc)
 {
     switch (rc) {

@@ -28,6 +28,27 @@ struct sb_error {
     char msg[512];
 };
 
+#define SB_ERRORS_MAX 64
+
+/*
+ * Every error found in one pass (SPEC §2: `check` reports them all, not
+ * only the first). Past SB_ERRORS_MAX they are counted, not kept.
+ */
+struct sb_errors {
+    struct sb_error items[SB_ERRORS_MAX];
+    size_t count;   /* kept in items */
+    size_t dropped; /* found beyond the cap */
+};
+
+/* Empties the list. */
+void sb_errors_clear(struct sb_errors *errs);
+
+/* Appends a copy of `err`. */
+void sb_errors_add(struct sb_errors *errs, const struct sb_error *err);
+
+/* Total found, kept or not. */
+size_t sb_errors_total(const struct sb_errors *errs);
+
 /* Resets `err` to "no error". */
 void sb_error_clear(struct sb_error *err);
 

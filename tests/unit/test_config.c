@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "yml.h"
 
 /* Writes `text` to a fresh temporary file; the caller unlinks it. */
 static void write_temp(char path[64], const char *text)
@@ -39,13 +40,17 @@ static void expect_error(const char *yaml, unsigned line, unsigned col,
 {
     char path[64];
     struct sb_config *cfg = NULL;
+    static struct sb_errors errs;
     struct sb_error err;
     enum sb_status rc;
 
     write_temp(path, yaml);
-    sb_error_clear(&err);
-    rc = sb_config_load(path, &cfg, &err);
+    rc = sb_config_load(path, &cfg, &errs);
     unlink(path);
+    sb_error_clear(&err);
+    if (errs.count > 0) {
+        err = errs.items[0];
+    }
     if (rc != SB_ERR_INVALID || err.line != line || err.col != col ||
         strstr(err.msg, needle) == NULL) {
         fail_msg("expected error at %u:%u containing \"%s\", got rc=%d at "
@@ -60,16 +65,15 @@ static struct sb_config *load_ok(const char *yaml)
 {
     char path[64];
     struct sb_config *cfg = NULL;
-    struct sb_error err;
+    static struct sb_errors errs;
     enum sb_status rc;
 
     write_temp(path, yaml);
-    sb_error_clear(&err);
-    rc = sb_config_load(path, &cfg, &err);
+    rc = sb_config_load(path, &cfg, &errs);
     unlink(path);
     if (rc != SB_OK) {
-        fail_msg("expected the config to load, got %u:%u: %s", err.line,
-                 err.col, err.msg);
+        fail_msg("expected the config to load, got %u:%u: %s",
+                 errs.items[0].line, errs.items[0].col, errs.items[0].msg);
     }
     return cfg;
 }
@@ -149,18 +153,17 @@ static void test_config_expand_vars(void **state)
     (void)state;
     setenv("SB_TEST_VAR", "value", 1);
     unsetenv("SB_TEST_UNSET");
-    assert_int_equal(sb_config_expand("a-${SB_TEST_VAR}-b", &out, &err), SB_OK);
+    assert_int_equal(sb_yml_expand("a-${SB_TEST_VAR}-b", &out, &err), SB_OK);
     assert_string_equal(out, "a-value-b");
     free(out);
-    assert_int_equal(sb_config_expand("${SB_TEST_UNSET:-dflt}", &out, &err),
+    assert_int_equal(sb_yml_expand("${SB_TEST_UNSET:-dflt}", &out, &err),
                      SB_OK);
     assert_string_equal(out, "dflt");
     free(out);
-    assert_int_equal(sb_config_expand("${SB_TEST_VAR:-dflt}", &out, &err),
-                     SB_OK);
+    assert_int_equal(sb_yml_expand("${SB_TEST_VAR:-dflt}", &out, &err), SB_OK);
     assert_string_equal(out, "value");
     free(out);
-    assert_int_equal(sb_config_expand("cost $$5 $x", &out, &err), SB_OK);
+    assert_int_equal(sb_yml_expand("cost $$5 $x", &out, &err), SB_OK);
     assert_string_equal(out, "cost $5 $x");
     free(out);
 }
@@ -173,12 +176,12 @@ static void test_config_expand_unset_names_variable(void **state)
     (void)state;
     unsetenv("SB_TEST_UNSET");
     sb_error_clear(&err);
-    assert_int_equal(sb_config_expand("x${SB_TEST_UNSET}", &out, &err),
+    assert_int_equal(sb_yml_expand("x${SB_TEST_UNSET}", &out, &err),
                      SB_ERR_INVALID);
     assert_null(out);
     assert_non_null(strstr(err.msg, "SB_TEST_UNSET is not set"));
-    assert_int_equal(sb_config_expand("${BROKEN", &out, &err), SB_ERR_INVALID);
-    assert_int_equal(sb_config_expand("${1X}", &out, &err), SB_ERR_INVALID);
+    assert_int_equal(sb_yml_expand("${BROKEN", &out, &err), SB_ERR_INVALID);
+    assert_int_equal(sb_yml_expand("${1X}", &out, &err), SB_ERR_INVALID);
 }
 
 static void test_config_secret_file_drops_one_newline(void **state)
@@ -294,6 +297,26 @@ static void test_config_errors_have_positions(void **state)
     expect_error("- a\n- b\n", 1, 1, "expected a mapping at the top level");
 }
 
+static void test_config_reports_every_error(void **state)
+{
+    char path[64];
+    struct sb_config *cfg = NULL;
+    static struct sb_errors errs;
+
+    (void)state;
+    write_temp(path, "auth: { bearer: [x] }\n"
+                     "listen: nowhere\n"
+                     "max_body: lots\n"
+                     "colour: blue\n");
+    assert_int_equal(sb_config_load(path, &cfg, &errs), SB_ERR_INVALID);
+    unlink(path);
+    if (errs.count != 3 || errs.items[0].line != 2 || errs.items[1].line != 3 ||
+        errs.items[2].line != 4) {
+        fail_msg("expected errors on lines 2, 3 and 4, got %zu errors",
+                 errs.count);
+    }
+}
+
 static void test_config_tls_pair_is_checked_at_load(void **state)
 {
     char cert[64];
@@ -314,15 +337,15 @@ static void test_config_errors_never_show_secrets(void **state)
 {
     char path[64];
     struct sb_config *cfg = NULL;
-    struct sb_error err;
+    static struct sb_errors errs;
     char text[1024];
 
     (void)state;
     write_temp(path, "auth: { bearer: [ hunter2-secret, \"\" ] }\n");
-    sb_error_clear(&err);
-    assert_int_equal(sb_config_load(path, &cfg, &err), SB_ERR_INVALID);
+    assert_int_equal(sb_config_load(path, &cfg, &errs), SB_ERR_INVALID);
     unlink(path);
-    sb_error_format(&err, text, sizeof(text));
+    assert_int_equal(errs.count, 1);
+    sb_error_format(&errs.items[0], text, sizeof(text));
     assert_null(strstr(text, "hunter2"));
     assert_non_null(strstr(text, "secret is empty"));
 }
@@ -341,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_config_defaults),
         cmocka_unit_test(test_config_relative_paths_follow_the_file),
         cmocka_unit_test(test_config_errors_have_positions),
+        cmocka_unit_test(test_config_reports_every_error),
         cmocka_unit_test(test_config_tls_pair_is_checked_at_load),
         cmocka_unit_test(test_config_errors_never_show_secrets),
     };
