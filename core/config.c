@@ -23,6 +23,7 @@
 #include <gnutls/gnutls.h>
 #include <yaml.h>
 
+#include "schedule.h"
 #include "yml.h"
 
 #define CFG_DEFAULT_LISTEN_HOST "127.0.0.1"
@@ -39,6 +40,7 @@
 struct cfg_ctx {
     struct sb_yml *y;
     struct sb_config *cfg;
+    yaml_node_t *rules; /* compiled last: it names outputs and schedules */
 };
 
 struct cfg_key;
@@ -509,6 +511,469 @@ cfg_apply_tls(struct cfg_ctx *ctx, const struct cfg_key *key, yaml_node_t *node)
     return rc;
 }
 
+/* ---- timezone, schedules, outputs, rules --------------------------------- */
+
+static enum sb_status cfg_apply_timezone(struct cfg_ctx *ctx,
+                                         const struct cfg_key *key,
+                                         yaml_node_t *node)
+{
+    struct sb_error why;
+    enum sb_status rc = cfg_apply_string(ctx, key, node);
+
+    if (rc != SB_OK) {
+        return rc;
+    }
+    sb_error_clear(&why);
+    rc = sb_schedule_set_timezone(ctx->cfg->timezone, &why);
+    if (rc == SB_ERR_INVALID) {
+        return sb_yml_fail(ctx->y, node, "timezone: %s", why.msg);
+    }
+    return rc;
+}
+
+/* A schedule's `days` or `hours`: an error's column is inside the text. */
+static enum sb_status cfg_schedule_part(struct cfg_ctx *ctx, yaml_node_t *node,
+                                        const char *part,
+                                        struct sb_schedule *sched)
+{
+    struct sb_error why;
+    char *text = NULL;
+    enum sb_status rc = sb_yml_scalar(ctx->y, node, part, &text);
+
+    if (rc != SB_OK) {
+        return rc;
+    }
+    sb_error_clear(&why);
+    rc = part[0] == 'd' ? sb_schedule_parse_days(text, &sched->days, &why)
+                        : sb_schedule_parse_hours(text, sched, &why);
+    free(text);
+    if (rc == SB_ERR_INVALID) {
+        return sb_yml_fail(ctx->y, node, "%s: %s (at character %u)", part,
+                           why.msg, why.col);
+    }
+    return rc;
+}
+
+static enum sb_status cfg_add_schedule(struct cfg_ctx *ctx, yaml_node_t *name,
+                                       yaml_node_t *node)
+{
+    static const char *const keys[] = {"days", "hours", NULL};
+    struct sb_named_schedule *entry;
+    yaml_node_pair_t *pair;
+    enum sb_status rc = SB_OK;
+
+    if (node->type != YAML_MAPPING_NODE) {
+        return sb_yml_fail(ctx->y, node,
+                           "schedule: expected {days: ..., hours: ...}, got %s",
+                           sb_yml_kind(node));
+    }
+    entry = &ctx->cfg->schedules[ctx->cfg->schedule_count];
+    entry->name = strdup(sb_yml_text(name));
+    if (entry->name == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    ctx->cfg->schedule_count++;
+    entry->schedule.days = 0x7f; /* every day unless days: says otherwise */
+    for (pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top; pair++) {
+        enum sb_status step =
+            sb_yml_check_key(ctx->y, node, pair, keys, "a schedule");
+
+        if (step == SB_OK) {
+            step = cfg_schedule_part(
+                ctx, sb_yml_node(ctx->y, pair->value),
+                sb_yml_text(sb_yml_node(ctx->y, pair->key)), &entry->schedule);
+        }
+        rc = step != SB_OK ? step : rc;
+    }
+    return rc;
+}
+
+/*
+ * Walks a mapping of named entries (schedules:, outputs:), calling `add`
+ * per entry; names must be scalars and unique, at most `max` of them.
+ */
+static enum sb_status cfg_named_entries(
+    struct cfg_ctx *ctx, yaml_node_t *node, const char *what, size_t max,
+    enum sb_status (*add)(struct cfg_ctx *, yaml_node_t *, yaml_node_t *))
+{
+    yaml_node_pair_t *pair;
+    enum sb_status rc = SB_OK;
+
+    if (node->type != YAML_MAPPING_NODE) {
+        return sb_yml_fail(ctx->y, node,
+                           "%s: expected a mapping of names, "
+                           "got %s",
+                           what, sb_yml_kind(node));
+    }
+    if ((size_t)(node->data.mapping.pairs.top -
+                 node->data.mapping.pairs.start) > max) {
+        return sb_yml_fail(ctx->y, node, "%s: more than %zu entries", what,
+                           max);
+    }
+    for (pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t *name = sb_yml_node(ctx->y, pair->key);
+        const char *text = sb_yml_text(name);
+        yaml_node_pair_t *prev;
+        enum sb_status step = SB_OK;
+
+        for (prev = node->data.mapping.pairs.start; prev < pair; prev++) {
+            const char *seen = sb_yml_text(sb_yml_node(ctx->y, prev->key));
+
+            if (text != NULL && seen != NULL && strcmp(seen, text) == 0) {
+                step = sb_yml_fail(ctx->y, name, "duplicate name \"%s\"", text);
+            }
+        }
+        if (text == NULL || text[0] == '\0') {
+            step = sb_yml_fail(ctx->y, name, "%s: expected a name", what);
+        }
+        if (step == SB_OK) {
+            step = add(ctx, name, sb_yml_node(ctx->y, pair->value));
+        }
+        if (step == SB_ERR_NOMEM) {
+            return step;
+        }
+        rc = step != SB_OK ? step : rc;
+    }
+    return rc;
+}
+
+static enum sb_status cfg_apply_schedules(struct cfg_ctx *ctx,
+                                          const struct cfg_key *key,
+                                          yaml_node_t *node)
+{
+    ctx->cfg->schedules =
+        calloc(SB_CONFIG_MAX_SCHEDULES, sizeof(*ctx->cfg->schedules));
+    if (ctx->cfg->schedules == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    return cfg_named_entries(ctx, node, key->name, SB_CONFIG_MAX_SCHEDULES,
+                             cfg_add_schedule);
+}
+
+/*
+ * A plugin key's value: every scalar in it is expanded, so an unset
+ * ${VAR} is reported here. The values are the plugin's to read.
+ */
+static enum sb_status cfg_check_plugin_value(struct cfg_ctx *ctx,
+                                             yaml_node_t *node)
+{
+    yaml_node_item_t *item;
+    yaml_node_pair_t *pair;
+    enum sb_status rc = SB_OK;
+    char *text = NULL;
+
+    if (node->type == YAML_SCALAR_NODE) {
+        rc = sb_yml_scalar(ctx->y, node, "value", &text);
+        if (text != NULL) {
+            explicit_bzero(text, strlen(text));
+        }
+        free(text);
+        return rc;
+    }
+    if (node->type == YAML_SEQUENCE_NODE) {
+        for (item = node->data.sequence.items.start;
+             item < node->data.sequence.items.top; item++) {
+            enum sb_status step =
+                cfg_check_plugin_value(ctx, sb_yml_node(ctx->y, *item));
+
+            rc = step != SB_OK ? step : rc;
+        }
+        return rc;
+    }
+    for (pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top; pair++) {
+        enum sb_status step =
+            cfg_check_plugin_value(ctx, sb_yml_node(ctx->y, pair->value));
+
+        rc = step != SB_OK ? step : rc;
+    }
+    return rc;
+}
+
+static enum sb_status cfg_output_template(struct cfg_ctx *ctx,
+                                          yaml_node_t *node, const char *field,
+                                          struct sb_template **out)
+{
+    struct sb_error why;
+    char *text = NULL;
+    enum sb_status rc = sb_yml_scalar(ctx->y, node, field, &text);
+
+    if (rc != SB_OK) {
+        return rc;
+    }
+    sb_template_free(*out);
+    *out = NULL;
+    sb_error_clear(&why);
+    rc = sb_template_parse(text, out, &why);
+    free(text);
+    if (rc == SB_ERR_INVALID) {
+        return sb_yml_fail(ctx->y, node, "%s: template line %u column %u: %s",
+                           field, why.line, why.col, why.msg);
+    }
+    return rc;
+}
+
+static enum sb_status cfg_output_number(struct cfg_ctx *ctx, yaml_node_t *node,
+                                        const char *what, int duration,
+                                        uint64_t *out)
+{
+    struct sb_error why;
+    char *text = NULL;
+    size_t n = 0;
+    enum sb_status rc = sb_yml_scalar(ctx->y, node, what, &text);
+
+    if (rc != SB_OK) {
+        return rc;
+    }
+    if (duration) {
+        rc = sb_config_parse_duration(text, out, &why);
+    } else {
+        rc = sb_config_parse_size(text, &n, &why);
+        *out = n;
+        if (rc == SB_OK && (strpbrk(text, "BKMG") != NULL || n == 0)) {
+            rc = SB_ERR_INVALID;
+            snprintf(why.msg, sizeof(why.msg), "expected a whole number > 0");
+        }
+    }
+    free(text);
+    if (rc == SB_ERR_INVALID) {
+        return sb_yml_fail(ctx->y, node, "%s: %s", what, why.msg);
+    }
+    return rc;
+}
+
+static enum sb_status cfg_output_retry(struct cfg_ctx *ctx, yaml_node_t *node,
+                                       struct sb_retry_policy *retry)
+{
+    static const char *const keys[] = {"max_attempts", "initial", "max_delay",
+                                       "max_age", NULL};
+    yaml_node_pair_t *pair;
+    enum sb_status rc = SB_OK;
+
+    if (node->type != YAML_MAPPING_NODE) {
+        return sb_yml_fail(ctx->y, node, "retry: expected a mapping, got %s",
+                           sb_yml_kind(node));
+    }
+    for (pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t *v = sb_yml_node(ctx->y, pair->value);
+        enum sb_status step =
+            sb_yml_check_key(ctx->y, node, pair, keys, "retry");
+        const char *k = sb_yml_text(sb_yml_node(ctx->y, pair->key));
+
+        if (step == SB_OK && strcmp(k, "max_attempts") == 0) {
+            step = cfg_output_number(ctx, v, k, 0, &retry->max_attempts);
+        } else if (step == SB_OK && strcmp(k, "initial") == 0) {
+            step = cfg_output_number(ctx, v, k, 1, &retry->initial_ms);
+        } else if (step == SB_OK && strcmp(k, "max_delay") == 0) {
+            step = cfg_output_number(ctx, v, k, 1, &retry->max_delay_ms);
+        } else if (step == SB_OK) {
+            step = cfg_output_number(ctx, v, k, 1, &retry->max_age_ms);
+        }
+        rc = step != SB_OK ? step : rc;
+    }
+    return rc;
+}
+
+/* Names every key an output of `kind` accepts, in the error. */
+static enum sb_status cfg_output_unknown_key(struct cfg_ctx *ctx,
+                                             yaml_node_t *key,
+                                             const struct sb_output_kind *kind)
+{
+    char keys[512] = "plugin, retry, concurrency";
+    size_t len = strlen(keys);
+    size_t i;
+
+    for (i = 0; kind->keys[i] != NULL && len < sizeof(keys); i++) {
+        len += (size_t)snprintf(keys + len, sizeof(keys) - len, ", %s",
+                                kind->keys[i]);
+    }
+    for (i = 0; i < kind->field_count && len < sizeof(keys); i++) {
+        len += (size_t)snprintf(keys + len, sizeof(keys) - len, ", %s",
+                                kind->fields[i].name);
+    }
+    return sb_yml_fail(ctx->y, key,
+                       "unknown key \"%s\" for plugin %s; expected one of %s",
+                       sb_yml_text(key), kind->name, keys);
+}
+
+/* One key of an output: common, a plugin key, or a template field. */
+static enum sb_status cfg_output_key(struct cfg_ctx *ctx, struct sb_output *o,
+                                     yaml_node_t *key, yaml_node_t *value)
+{
+    const char *name = sb_yml_text(key);
+    int field;
+    size_t i;
+
+    if (strcmp(name, "plugin") == 0) {
+        return SB_OK; /* read first, by cfg_add_output */
+    }
+    if (strcmp(name, "retry") == 0) {
+        return cfg_output_retry(ctx, value, &o->retry);
+    }
+    if (strcmp(name, "concurrency") == 0) {
+        return cfg_output_number(ctx, value, name, 0, &o->concurrency);
+    }
+    field = sb_output_field_index(o->kind, name);
+    if (field >= 0) {
+        return cfg_output_template(ctx, value, name, &o->defaults[field]);
+    }
+    for (i = 0; o->kind->keys[i] != NULL; i++) {
+        if (strcmp(o->kind->keys[i], name) == 0) {
+            return cfg_check_plugin_value(ctx, value);
+        }
+    }
+    return cfg_output_unknown_key(ctx, key, o->kind);
+}
+
+static enum sb_status cfg_output_kind(struct cfg_ctx *ctx, yaml_node_t *node,
+                                      struct sb_output *o)
+{
+    yaml_node_pair_t *pair;
+    char *name = NULL;
+    enum sb_status rc;
+
+    for (pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top; pair++) {
+        const char *k = sb_yml_text(sb_yml_node(ctx->y, pair->key));
+
+        if (k != NULL && strcmp(k, "plugin") == 0) {
+            yaml_node_t *v = sb_yml_node(ctx->y, pair->value);
+
+            rc = sb_yml_scalar(ctx->y, v, "plugin", &name);
+            if (rc != SB_OK) {
+                return rc;
+            }
+            o->kind = sb_output_kind_find(name);
+            free(name);
+            if (o->kind == NULL) {
+                return sb_yml_fail(ctx->y, v,
+                                   "unknown plugin; expected one of %s",
+                                   sb_output_kind_names());
+            }
+            return SB_OK;
+        }
+    }
+    return sb_yml_fail(ctx->y, node, "output: expected plugin: NAME");
+}
+
+/* Whether every key `kind` requires is present in `node`. */
+static enum sb_status cfg_output_required(struct cfg_ctx *ctx,
+                                          yaml_node_t *name, yaml_node_t *node,
+                                          const struct sb_output_kind *kind)
+{
+    enum sb_status rc = SB_OK;
+    size_t i;
+
+    for (i = 0; kind->required[i] != NULL; i++) {
+        yaml_node_pair_t *pair;
+        int found = 0;
+
+        for (pair = node->data.mapping.pairs.start;
+             pair < node->data.mapping.pairs.top; pair++) {
+            const char *k = sb_yml_text(sb_yml_node(ctx->y, pair->key));
+
+            found |= k != NULL && strcmp(k, kind->required[i]) == 0;
+        }
+        if (!found) {
+            rc = sb_yml_fail(ctx->y, name,
+                             "output \"%s\": plugin %s requires %s",
+                             sb_yml_text(name), kind->name, kind->required[i]);
+        }
+    }
+    return rc;
+}
+
+static enum sb_status cfg_output_defaults(struct sb_output *o)
+{
+    struct sb_error why;
+    size_t i;
+
+    for (i = 0; i < o->kind->field_count; i++) {
+        const char *text = o->kind->fields[i].default_text;
+
+        if (o->defaults[i] == NULL && text != NULL &&
+            sb_template_parse(text, &o->defaults[i], &why) != SB_OK) {
+            return SB_ERR_NOMEM; /* built-in defaults always parse */
+        }
+    }
+    return SB_OK;
+}
+
+static enum sb_status cfg_add_output(struct cfg_ctx *ctx, yaml_node_t *name,
+                                     yaml_node_t *node)
+{
+    struct sb_output *o = &ctx->cfg->outputs[ctx->cfg->output_count];
+    yaml_node_pair_t *pair;
+    enum sb_status rc;
+
+    if (node->type != YAML_MAPPING_NODE) {
+        return sb_yml_fail(ctx->y, node,
+                           "output: expected a mapping with plugin:, got %s",
+                           sb_yml_kind(node));
+    }
+    o->name = strdup(sb_yml_text(name));
+    if (o->name == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    ctx->cfg->output_count++;
+    o->concurrency = 1;
+    rc = cfg_output_kind(ctx, node, o);
+    if (rc != SB_OK) {
+        return rc;
+    }
+    rc = cfg_output_required(ctx, name, node, o->kind);
+    for (pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top; pair++) {
+        enum sb_status step =
+            cfg_output_key(ctx, o, sb_yml_node(ctx->y, pair->key),
+                           sb_yml_node(ctx->y, pair->value));
+
+        rc = step != SB_OK ? step : rc;
+    }
+    return rc == SB_OK ? cfg_output_defaults(o) : rc;
+}
+
+static enum sb_status cfg_apply_outputs(struct cfg_ctx *ctx,
+                                        const struct cfg_key *key,
+                                        yaml_node_t *node)
+{
+    ctx->cfg->outputs =
+        calloc(SB_CONFIG_MAX_OUTPUTS, sizeof(*ctx->cfg->outputs));
+    if (ctx->cfg->outputs == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    return cfg_named_entries(ctx, node, key->name, SB_CONFIG_MAX_OUTPUTS,
+                             cfg_add_output);
+}
+
+static enum sb_status cfg_apply_rules(struct cfg_ctx *ctx,
+                                      const struct cfg_key *key,
+                                      yaml_node_t *node)
+{
+    (void)key;
+    ctx->rules = node;
+    return SB_OK;
+}
+
+static enum sb_status cfg_compile_rules(struct cfg_ctx *ctx)
+{
+    struct sb_config *cfg = ctx->cfg;
+    struct sb_rules_refs refs = {
+        .outputs = cfg->outputs,
+        .output_count = cfg->output_count,
+        .schedules = cfg->schedules,
+        .schedule_count = cfg->schedule_count,
+    };
+
+    if (ctx->rules == NULL) {
+        return sb_rules_new_empty(&cfg->rules);
+    }
+    return sb_rules_compile(ctx->y, ctx->rules, &refs, &cfg->rules);
+}
+
 /* ---- the tables -----------------------------------------------------------
  */
 
@@ -540,6 +1005,12 @@ static const struct cfg_key spool_keys[] = {
     {NULL, NULL, 0, 0, 0, NULL, NULL},
 };
 
+static const struct cfg_key plugins_keys[] = {
+    {"dir", cfg_apply_file_path, offsetof(struct sb_config, plugins_dir), 0, 0,
+     NULL, "folder of plugin shared objects"},
+    {NULL, NULL, 0, 0, 0, NULL, NULL},
+};
+
 static const struct cfg_key root_keys[] = {
     {"listen", cfg_apply_listen, offsetof(struct sb_config, listen), 0, 0, NULL,
      "HOST:PORT the webhook listener binds"},
@@ -553,6 +1024,12 @@ static const struct cfg_key root_keys[] = {
     {"spool", cfg_apply_map, 0, 0, 0, spool_keys, "durable storage"},
     {"log_level", cfg_apply_log_level, offsetof(struct sb_config, log_level), 0,
      0, NULL, "error, warn, info or debug"},
+    {"timezone", cfg_apply_timezone, offsetof(struct sb_config, timezone), 0, 0,
+     NULL, "tz database name for schedules"},
+    {"schedules", cfg_apply_schedules, 0, 0, 0, NULL, "named time windows"},
+    {"plugins", cfg_apply_map, 0, 0, 0, plugins_keys, "plugin folder"},
+    {"outputs", cfg_apply_outputs, 0, 0, 0, NULL, "where events go"},
+    {"rules", cfg_apply_rules, 0, 0, 0, NULL, "what goes where"},
     {NULL, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -668,6 +1145,7 @@ static enum sb_status cfg_parse_document(struct cfg_ctx *ctx)
 {
     yaml_node_t *root = sb_yml_root(ctx->y);
     enum sb_status rc;
+    enum sb_status step;
 
     if (root == NULL) {
         return sb_yml_fail(ctx->y, NULL,
@@ -682,7 +1160,11 @@ static enum sb_status cfg_parse_document(struct cfg_ctx *ctx)
     if (rc == SB_ERR_NOMEM) {
         return rc;
     }
-    if (cfg_validate(ctx, root) != SB_OK || rc != SB_OK) {
+    step = cfg_compile_rules(ctx);
+    if (step == SB_ERR_NOMEM) {
+        return step;
+    }
+    if (cfg_validate(ctx, root) != SB_OK || rc != SB_OK || step != SB_OK) {
         return SB_ERR_INVALID;
     }
     return SB_OK;
@@ -744,6 +1226,17 @@ void sb_config_free(struct sb_config *cfg)
     for (i = 0; i < cfg->bearer_count; i++) {
         cfg_free_secret(cfg->bearer[i]);
     }
+    for (i = 0; i < cfg->output_count; i++) {
+        sb_output_cleanup(&cfg->outputs[i]);
+    }
+    free(cfg->outputs);
+    for (i = 0; i < cfg->schedule_count; i++) {
+        free(cfg->schedules[i].name);
+    }
+    free(cfg->schedules);
+    sb_rules_free(cfg->rules);
+    free(cfg->timezone);
+    free(cfg->plugins_dir);
     cfg_free_secret(cfg->tls_key_pem);
     free(cfg->tls_cert_pem);
     free(cfg->tls_cert_path);

@@ -12,11 +12,15 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "output.h"
+#include "rules.h"
 #include "status.h"
 
-#define SB_CONFIG_DEFAULT_PATH "switchboard.yaml"
-#define SB_CONFIG_SYSTEM_PATH  "/etc/switchboard/switchboard.yaml"
-#define SB_CONFIG_MAX_SECRETS  16
+#define SB_CONFIG_DEFAULT_PATH  "switchboard.yaml"
+#define SB_CONFIG_SYSTEM_PATH   "/etc/switchboard/switchboard.yaml"
+#define SB_CONFIG_MAX_SECRETS   16
+#define SB_CONFIG_MAX_OUTPUTS   64
+#define SB_CONFIG_MAX_SCHEDULES 64
 
 struct sb_listen {
     char host[256];
@@ -39,6 +43,13 @@ struct sb_config {
     char *spool_path;
     uint64_t retention_ms;
     enum sb_log_level log_level;
+    char *timezone; /* NULL: the machine's */
+    char *plugins_dir;
+    struct sb_named_schedule *schedules;
+    size_t schedule_count;
+    struct sb_output *outputs;
+    size_t output_count;
+    struct sb_ruleset *rules; /* never NULL once loaded */
 };
 
 /*

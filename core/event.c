@@ -22,61 +22,69 @@ static struct {
     uint8_t rand[10];
 } event_ids = {PTHREAD_MUTEX_INITIALIZER, 0, {0}};
 
-static int event_is_blank(const char *p, const char *end)
+/* The 400 reason for a parsed body, or NULL when it is a valid event. */
+static const char *event_invalid(const struct sb_json *root)
 {
-    for (; p < end; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            return 0;
-        }
+    const struct sb_json *type;
+    const struct sb_json *payload;
+
+    if (root->type != SB_JSON_OBJECT) {
+        return "body must be a JSON object";
     }
-    return 1;
+    type = sb_json_get(root, "event_type", 10);
+    if (type == NULL || type->type != SB_JSON_STRING ||
+        type->u.string.len == 0 ||
+        strlen(type->u.string.text) != type->u.string.len) {
+        return "event_type must be a non-empty string";
+    }
+    payload = sb_json_get(root, "payload", 7);
+    if (payload != NULL && payload->type != SB_JSON_OBJECT) {
+        return "payload must be a JSON object";
+    }
+    return NULL;
 }
 
 enum sb_status sb_event_parse(char *body, size_t len,
                               struct sb_event **out_event, struct sb_error *err)
 {
-    const char *end = NULL;
-    cJSON *json;
-    const cJSON *type;
-    const cJSON *payload;
+    struct sb_json_doc *doc = NULL;
+    struct sb_error why;
+    const char *invalid;
     struct sb_event *event;
+    enum sb_status rc;
 
     *out_event = NULL;
-    json = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-    if (json == NULL || end == NULL || !event_is_blank(end, body + len)) {
-        cJSON_Delete(json);
-        sb_error_set(err, "body is not valid JSON");
+    rc = sb_json_parse(body, len, &doc, &why);
+    if (rc == SB_ERR_INVALID) {
+        sb_error_set(err, "body is not valid JSON: %s", why.msg);
+        return rc;
+    }
+    if (rc != SB_OK) {
+        return rc;
+    }
+    invalid = event_invalid(sb_json_root(doc));
+    if (invalid != NULL) {
+        sb_json_doc_free(doc);
+        sb_error_set(err, "%s", invalid);
         return SB_ERR_INVALID;
     }
-    if (!cJSON_IsObject(json)) {
-        cJSON_Delete(json);
-        sb_error_set(err, "body must be a JSON object");
-        return SB_ERR_INVALID;
-    }
-    type = cJSON_GetObjectItemCaseSensitive(json, "event_type");
-    if (!cJSON_IsString(type) || type->valuestring[0] == '\0') {
-        cJSON_Delete(json);
-        sb_error_set(err, "event_type must be a non-empty string");
-        return SB_ERR_INVALID;
-    }
-    payload = cJSON_GetObjectItemCaseSensitive(json, "payload");
-    if (payload != NULL && !cJSON_IsObject(payload)) {
-        cJSON_Delete(json);
-        sb_error_set(err, "payload must be a JSON object");
-        return SB_ERR_INVALID;
-    }
-
     event = calloc(1, sizeof(*event));
     if (event == NULL) {
-        cJSON_Delete(json);
+        sb_json_doc_free(doc);
         return SB_ERR_NOMEM;
     }
-    event->json = json;
-    event->event_type = type->valuestring;
+    event->doc = doc;
+    event->event_type =
+        sb_json_get(sb_json_root(doc), "event_type", 10)->u.string.text;
     event->body = body;
     event->body_len = len;
     *out_event = event;
     return SB_OK;
+}
+
+const struct sb_json *sb_event_json(const struct sb_event *event)
+{
+    return sb_json_root(event->doc);
 }
 
 static int64_t event_now_ms(void)
@@ -203,7 +211,7 @@ void sb_event_free(struct sb_event *event)
     if (event == NULL) {
         return;
     }
-    cJSON_Delete(event->json);
+    sb_json_doc_free(event->doc);
     free(event->body);
     free(event);
 }

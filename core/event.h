@@ -12,20 +12,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cjson/cJSON.h>
-
+#include "json.h"
 #include "status.h"
 
 #define SB_EVENT_ID_LEN   26
 #define SB_EVENT_TIME_LEN 24 /* "2026-12-03T18:27:47.123Z" */
 
+/* A delivery routing decided on, stored in the event's transaction. */
+struct sb_delivery_plan {
+    const char *output; /* the output's name, borrowed from the config */
+    const char *rule;   /* the rule's name, borrowed from the config */
+    size_t send_index;  /* the entry's place in the rule's send list */
+    char *fields;       /* rendered fields as one JSON object, owned */
+};
+
 struct sb_event {
     char id[SB_EVENT_ID_LEN + 1];
     int64_t received_ms;    /* Unix time in milliseconds */
-    const char *event_type; /* borrowed from `json` */
+    const char *event_type; /* borrowed from `doc` */
     char *body;             /* the request body, NUL-terminated */
     size_t body_len;
-    cJSON *json; /* the parsed body */
+    struct sb_json_doc *doc; /* the parsed body */
+    /* What routing decided; borrowed from whoever routed the event. */
+    const struct sb_delivery_plan *plans;
+    size_t plan_count;
 };
 
 /*
@@ -39,6 +49,9 @@ struct sb_event {
 enum sb_status sb_event_parse(char *body, size_t len,
                               struct sb_event **out_event,
                               struct sb_error *err);
+
+/* The parsed body, borrowed for the event's life. */
+const struct sb_json *sb_event_json(const struct sb_event *event);
 
 /* Gives the event a fresh id and its receipt time. Thread-safe. */
 void sb_event_stamp(struct sb_event *event);

@@ -26,6 +26,7 @@
 #include "event.h"
 #include "log.h"
 #include "net.h"
+#include "rules.h"
 
 enum ingress_stage {
     INGRESS_READING,    /* collecting the body */
@@ -36,6 +37,7 @@ enum ingress_stage {
 struct sb_ingress {
     struct MHD_Daemon *daemon;
     struct sb_spool *spool;
+    const struct sb_ruleset *rules; /* the config's; outlives the ingress */
     struct sb_auth auth;
     char *path;
     size_t max_body;
@@ -50,6 +52,7 @@ struct ingress_request {
     size_t len;
     size_t cap;
     struct sb_event *event;
+    struct sb_route *route; /* what routing decided; stored with the event */
     enum sb_status commit_rc;
 };
 
@@ -231,7 +234,31 @@ static void ingress_committed(void *arg, enum sb_status rc)
 
     req->commit_rc = rc;
     req->stage = INGRESS_COMMITTED;
+    if (rc != SB_OK) {
+        /* Not stored: the next matching event must not be throttled. */
+        sb_rules_release(req->ingress->rules, req->route);
+    }
     MHD_resume_connection(req->conn);
+}
+
+/* Decides the event's deliveries, on this thread, before the commit. */
+static enum sb_status ingress_route(struct ingress_request *req)
+{
+    enum sb_status rc;
+
+    req->route = malloc(sizeof(*req->route));
+    if (req->route == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    rc = sb_rules_route(req->ingress->rules, req->event, 0, req->route, NULL);
+    if (rc != SB_OK) {
+        free(req->route);
+        req->route = NULL;
+        return rc;
+    }
+    req->event->plans = req->route->deliveries;
+    req->event->plan_count = req->route->count;
+    return SB_OK;
 }
 
 /* The whole body is here: validate, stamp, and wait for the commit. */
@@ -253,6 +280,13 @@ static enum MHD_Result ingress_submit(struct ingress_request *req)
     }
     req->body = NULL; /* the event owns it now */
     sb_event_stamp(req->event);
+    rc = ingress_route(req);
+    if (rc != SB_OK) {
+        SB_LOG_ERROR("ingress", "event_id=%s msg=\"routing failed\" err=%s",
+                     req->event->id, sb_status_name(rc));
+        return ingress_error(req->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                             "event not stored; routing failed");
+    }
 
     /* Suspend before submitting: the callback may resume at once. */
     req->stage = INGRESS_COMMITTING;
@@ -277,11 +311,11 @@ static enum MHD_Result ingress_reply_committed(struct ingress_request *req)
                              "event not stored; the spool is unavailable");
     }
     SB_LOG_INFO("ingress",
-                "event_id=%s type=%s bytes=%zu "
+                "event_id=%s type=%s bytes=%zu deliveries=%zu throttled=%zu "
                 "msg=\"event stored\"",
                 req->event->id,
                 sb_log_quote(type, sizeof(type), req->event->event_type),
-                req->event->body_len);
+                req->event->body_len, req->route->count, req->route->throttled);
     snprintf(json, sizeof(json), "{\"id\":\"%s\"}", req->event->id);
     return ingress_answer(req->conn, MHD_HTTP_OK, json);
 }
@@ -324,6 +358,10 @@ static void ingress_completed(void *cls, struct MHD_Connection *conn,
     (void)toe;
     if (req == NULL) {
         return;
+    }
+    if (req->route != NULL) {
+        sb_route_cleanup(req->route);
+        free(req->route);
     }
     sb_event_free(req->event);
     free(req->body);
@@ -408,6 +446,7 @@ enum sb_status sb_ingress_start(const struct sb_config *cfg,
         return SB_ERR_NOMEM;
     }
     ing->spool = spool;
+    ing->rules = cfg->rules;
     ing->max_body = cfg->max_body;
     atomic_init(&ing->in_flight, 0);
     rc = sb_auth_init(&ing->auth, cfg->bearer, cfg->bearer_count);

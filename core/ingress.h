@@ -19,8 +19,8 @@
 struct sb_ingress;
 
 /*
- * Binds the listener `cfg` describes and starts serving into `spool`,
- * which must outlive the ingress. `cfg` is only read during the call. On
+ * Binds the listener `cfg` describes and starts serving into `spool`.
+ * Both must outlive the ingress: events are routed with cfg->rules. On
  * SB_OK the caller owns *out_ingress; on SB_ERR_IO (bind or TLS failure)
  * `err` says why.
  */

@@ -115,6 +115,13 @@ int sb_json_equal(const struct sb_json *a, const struct sb_json *b);
 enum sb_status sb_json_write(const struct sb_json *value, struct sb_buf *out);
 
 /*
+ * Appends `len` bytes of `text` as a JSON string literal, quotes
+ * included, escaped per RFC 8259. SB_ERR_FULL when `out`'s cap is reached.
+ */
+enum sb_status sb_json_write_string(const char *text, size_t len,
+                                    struct sb_buf *out);
+
+/*
  * A field path compiled once: "payload.items[0].sku" becomes the steps
  * key "payload", key "items", index 0, key "sku". Keys are dot-separated
  * names; [N] indexes arrays; a key holding '.', '[' or ']' cannot be

@@ -16,6 +16,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "dryrun.h"
 #include "event.h"
 #include "ingress.h"
 #include "log.h"
@@ -31,6 +32,10 @@ struct main_args {
     const char *command;
     const char *config_path;
     size_t limit;
+    const char *event_path; /* test: a file, or "-" for stdin */
+    int json;               /* test --json */
+    int deliveries;         /* events --deliveries */
+    int fields;             /* events --fields */
 };
 
 static void main_usage(FILE *out)
@@ -83,6 +88,10 @@ static int main_parse_args(int argc, char **argv, struct main_args *args)
     args->command = argc > 1 ? argv[1] : NULL;
     args->config_path = NULL;
     args->limit = MAIN_EVENTS_DEFAULT_LIMIT;
+    args->event_path = NULL;
+    args->json = 0;
+    args->deliveries = 0;
+    args->fields = 0;
     for (i = 2; i < argc; i++) {
         const char *a = argv[i];
 
@@ -94,6 +103,16 @@ static int main_parse_args(int argc, char **argv, struct main_args *args)
         } else if (strcmp(a, "--limit") == 0 && i + 1 < argc &&
                    main_parse_limit(argv[i + 1], &args->limit) == 0) {
             i++;
+        } else if (strcmp(a, "--json") == 0) {
+            args->json = 1;
+        } else if (strcmp(a, "--deliveries") == 0) {
+            args->deliveries = 1;
+        } else if (strcmp(a, "--fields") == 0) {
+            args->deliveries = 1;
+            args->fields = 1;
+        } else if (args->event_path == NULL &&
+                   (a[0] != '-' || strcmp(a, "-") == 0)) {
+            args->event_path = a;
         } else {
             fprintf(stderr, "switchboard: unexpected argument \"%s\"\n", a);
             return -1;
@@ -155,13 +174,50 @@ static int main_check(const struct main_args *args)
 /* ---- events ---------------------------------------------------------------
  */
 
+struct main_events_ctx {
+    const struct main_args *args;
+    struct sb_spool *spool;
+};
+
+static void main_print_delivery(void *arg, const struct sb_spool_delivery *d)
+{
+    const struct main_args *args = arg;
+    char next[SB_EVENT_TIME_LEN + 1];
+
+    sb_event_format_time(d->next_at_ms, next);
+    printf("    delivery %-6lld %-20s rule=%s state=%s attempts=%lld "
+           "next=%s%s%s\n",
+           (long long)d->id, d->output, d->rule, d->state,
+           (long long)d->attempts, next,
+           d->last_error != NULL ? " last_error=" : "",
+           d->last_error != NULL ? d->last_error : "");
+    if (args->fields) {
+        printf("      fields %s\n", d->fields);
+    }
+}
+
 static void main_print_row(void *arg, const struct sb_spool_row *row)
 {
+    struct main_events_ctx *ctx = arg;
     char when[SB_EVENT_TIME_LEN + 1];
+    char summary[96];
+    struct sb_error err;
 
-    (void)arg;
     sb_event_format_time(row->received_ms, when);
-    printf("%-26s  %-24s  %-24s  %s\n", row->id, when, row->event_type, "none");
+    if (row->pending + row->delivered + row->dead == 0) {
+        snprintf(summary, sizeof(summary), "none");
+    } else {
+        snprintf(summary, sizeof(summary),
+                 "%zu pending, %zu delivered, "
+                 "%zu dead",
+                 row->pending, row->delivered, row->dead);
+    }
+    printf("%-26s  %-24s  %-24s  %s\n", row->id, when, row->event_type,
+           summary);
+    if (ctx->args->deliveries) {
+        sb_spool_list_deliveries(ctx->spool, row->id, main_print_delivery,
+                                 (void *)ctx->args, &err);
+    }
 }
 
 static int main_events(const struct main_args *args)
@@ -180,7 +236,9 @@ static int main_events(const struct main_args *args)
     if (rc == SB_OK) {
         printf("%-26s  %-24s  %-24s  %s\n", "ID", "RECEIVED_AT", "EVENT_TYPE",
                "DELIVERIES");
-        rc = sb_spool_list(spool, args->limit, main_print_row, NULL, &err);
+        struct main_events_ctx ctx = {.args = args, .spool = spool};
+
+        rc = sb_spool_list(spool, args->limit, main_print_row, &ctx, &err);
     }
     if (rc != SB_OK) {
         main_print_error(&err);
@@ -188,6 +246,70 @@ static int main_events(const struct main_args *args)
     sb_spool_free(spool);
     sb_config_free(cfg);
     return rc == SB_OK ? 0 : main_exit_code(rc);
+}
+
+/* ---- test -----------------------------------------------------------------
+ */
+
+/* Reads the event file (or stdin for "-"), at most `max` bytes. */
+static int main_read_event(const char *path, size_t max, char **out_body,
+                           size_t *out_len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    char *body;
+    size_t len;
+
+    *out_body = NULL;
+    if (f == NULL) {
+        fprintf(stderr, "switchboard: cannot read %s: %s\n", path,
+                strerror(errno));
+        return EXIT_INVALID;
+    }
+    body = malloc(max + 2);
+    len = body != NULL ? fread(body, 1, max + 1, f) : 0;
+    if (f != stdin) {
+        fclose(f);
+    }
+    if (body == NULL || len > max) {
+        fprintf(stderr, "switchboard: %s: %s\n", path,
+                body == NULL ? "out of memory" : "larger than max_body");
+        free(body);
+        return body == NULL ? EXIT_RUNTIME : EXIT_INVALID;
+    }
+    body[len] = '\0';
+    *out_body = body;
+    *out_len = len;
+    return 0;
+}
+
+static int main_test(const struct main_args *args)
+{
+    struct sb_config *cfg = NULL;
+    struct sb_error err;
+    char *body = NULL;
+    size_t len = 0;
+    enum sb_status rc;
+    int code;
+
+    if (args->event_path == NULL) {
+        fprintf(stderr, "switchboard: test needs an event file, or - for "
+                        "stdin\n");
+        return EXIT_INVALID;
+    }
+    code = main_load(args->config_path, &cfg);
+    if (code == 0) {
+        code = main_read_event(args->event_path, cfg->max_body, &body, &len);
+    }
+    if (code == 0) {
+        sb_error_clear(&err);
+        rc = sb_dryrun_run(cfg, body, len, args->json, stdout, &err);
+        if (rc != SB_OK) {
+            fprintf(stderr, "switchboard: %s: %s\n", args->event_path, err.msg);
+            code = main_exit_code(rc);
+        }
+    }
+    sb_config_free(cfg);
+    return code;
 }
 
 /* ---- serve ----------------------------------------------------------------
@@ -318,6 +440,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(args.command, "check") == 0) {
         return main_check(&args);
+    }
+    if (strcmp(args.command, "test") == 0) {
+        return main_test(&args);
     }
     if (strcmp(args.command, "events") == 0) {
         return main_events(&args);

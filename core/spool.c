@@ -256,6 +256,14 @@ enum sb_status sb_spool_list(struct sb_spool *spool, size_t limit,
     return spool->backend->list(spool->db, limit, fn, arg, err);
 }
 
+enum sb_status sb_spool_list_deliveries(struct sb_spool *spool,
+                                        const char *event_id,
+                                        sb_spool_delivery_fn fn, void *arg,
+                                        struct sb_error *err)
+{
+    return spool->backend->list_deliveries(spool->db, event_id, fn, arg, err);
+}
+
 void sb_spool_free(struct sb_spool *spool)
 {
     if (spool == NULL) {

@@ -42,9 +42,27 @@ struct sb_spool_row {
     const char *id;
     int64_t received_ms;
     const char *event_type;
+    size_t pending; /* its deliveries by state */
+    size_t delivered;
+    size_t dead;
 };
 
 typedef void (*sb_spool_row_fn)(void *arg, const struct sb_spool_row *row);
+
+/* One delivery, borrowed for the duration of an sb_spool_delivery_fn. */
+struct sb_spool_delivery {
+    int64_t id;
+    const char *output;
+    const char *rule;
+    const char *state; /* pending, delivered or dead */
+    int64_t attempts;
+    int64_t next_at_ms;
+    const char *last_error; /* NULL when none */
+    const char *fields;     /* the rendered fields, a JSON object */
+};
+
+typedef void (*sb_spool_delivery_fn)(void *arg,
+                                     const struct sb_spool_delivery *d);
 
 /* What a backend provides; see spool_sqlite.c. */
 struct sb_spool_backend {
@@ -63,6 +81,10 @@ struct sb_spool_backend {
     /* Newest first; limit 0 means all. */
     enum sb_status (*list)(void *db, size_t limit, sb_spool_row_fn fn,
                            void *arg, struct sb_error *err);
+    /* The deliveries of one event, in the order they were planned. */
+    enum sb_status (*list_deliveries)(void *db, const char *event_id,
+                                      sb_spool_delivery_fn fn, void *arg,
+                                      struct sb_error *err);
     void (*close)(void *db);
 };
 
@@ -104,6 +126,12 @@ int sb_spool_ready(struct sb_spool *spool);
 enum sb_status sb_spool_list(struct sb_spool *spool, size_t limit,
                              sb_spool_row_fn fn, void *arg,
                              struct sb_error *err);
+
+/* Lists the deliveries of `event_id`, calling `fn` per delivery. */
+enum sb_status sb_spool_list_deliveries(struct sb_spool *spool,
+                                        const char *event_id,
+                                        sb_spool_delivery_fn fn, void *arg,
+                                        struct sb_error *err);
 
 /*
  * Stops the writer after it has committed everything already queued, then

@@ -25,6 +25,7 @@ struct sqlite_db {
     sqlite3 *conn;
     char *path;
     sqlite3_stmt *insert;
+    sqlite3_stmt *insert_delivery;
 };
 
 static const char sqlite_schema[] =
@@ -34,11 +35,28 @@ static const char sqlite_schema[] =
     "  event_type TEXT NOT NULL,"
     "  body BLOB NOT NULL" /* the request body as received */
     ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS deliveries ("
+    "  id INTEGER PRIMARY KEY,"
+    "  event_id TEXT NOT NULL,"
+    "  output TEXT NOT NULL,"
+    "  rule TEXT NOT NULL,"
+    "  send_index INTEGER NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'pending'"
+    "    CHECK (state IN ('pending', 'delivered', 'dead')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_at INTEGER NOT NULL," /* Unix ms of the next attempt */
+    "  last_error TEXT,"
+    "  fields TEXT NOT NULL" /* rendered at routing: a reload keeps them */
+    ");"
+    "CREATE INDEX IF NOT EXISTS deliveries_by_event"
+    "  ON deliveries (event_id);"
+    "CREATE INDEX IF NOT EXISTS deliveries_due"
+    "  ON deliveries (state, output, next_at);"
     "CREATE TABLE IF NOT EXISTS meta ("
     "  key TEXT PRIMARY KEY,"
     "  value BLOB NOT NULL"
     ") WITHOUT ROWID;"
-    "PRAGMA user_version = 1;";
+    "PRAGMA user_version = 2;";
 
 static enum sb_status sqlite_fail(struct sqlite_db *db, struct sb_error *err,
                                   const char *what)
@@ -126,6 +144,15 @@ static enum sb_status sqlite_prepare_schema(struct sqlite_db *db,
                            NULL) != SQLITE_OK) {
         rc = sqlite_fail(db, err, "preparing the insert");
     }
+    if (rc == SB_OK &&
+        sqlite3_prepare_v3(db->conn,
+                           "INSERT INTO deliveries (event_id, output, rule,"
+                           " send_index, next_at, fields)"
+                           " VALUES (?, ?, ?, ?, ?, ?)",
+                           -1, SQLITE_PREPARE_PERSISTENT, &db->insert_delivery,
+                           NULL) != SQLITE_OK) {
+        rc = sqlite_fail(db, err, "preparing the delivery insert");
+    }
     return rc;
 }
 
@@ -137,6 +164,7 @@ static void sqlite_close(void *handle)
         return;
     }
     sqlite3_finalize(db->insert);
+    sqlite3_finalize(db->insert_delivery);
     sqlite3_close(db->conn);
     free(db->path);
     free(db);
@@ -187,11 +215,36 @@ out:
     return SB_OK;
 }
 
+static enum sb_status sqlite_insert_delivery(struct sqlite_db *db,
+                                             const struct sb_event *ev,
+                                             const struct sb_delivery_plan *d,
+                                             struct sb_error *err)
+{
+    sqlite3_stmt *st = db->insert_delivery;
+    int rc;
+
+    sqlite3_bind_text(st, 1, ev->id, SB_EVENT_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, d->output, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, d->rule, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)d->send_index);
+    sqlite3_bind_int64(st, 5, ev->received_ms);
+    sqlite3_bind_text(st, 6, d->fields, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) {
+        return sqlite_fail(db, err, "storing a delivery");
+    }
+    return SB_OK;
+}
+
+/* The event and its deliveries: stored together or not at all. */
 static enum sb_status sqlite_insert(struct sqlite_db *db,
                                     const struct sb_event *ev,
                                     struct sb_error *err)
 {
     sqlite3_stmt *st = db->insert;
+    size_t i;
     int rc;
 
     sqlite3_bind_text(st, 1, ev->id, SB_EVENT_ID_LEN, SQLITE_STATIC);
@@ -203,6 +256,14 @@ static enum sb_status sqlite_insert(struct sqlite_db *db,
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE) {
         return sqlite_fail(db, err, "storing an event");
+    }
+    for (i = 0; i < ev->plan_count; i++) {
+        enum sb_status step =
+            sqlite_insert_delivery(db, ev, &ev->plans[i], err);
+
+        if (step != SB_OK) {
+            return step;
+        }
     }
     return SB_OK;
 }
@@ -237,31 +298,69 @@ static enum sb_status sqlite_write_batch(void *handle,
 }
 
 /*
- * Ids sort by time, so "received before T" is "id below the smallest id of
- * T", which the primary key answers without another index.
+ * Runs one statement with the id floor bound to ?1 and adds the rows it
+ * changed to *count.
  */
-static enum sb_status sqlite_purge(void *handle, int64_t before_ms,
-                                   size_t *out_count, struct sb_error *err)
+static enum sb_status sqlite_purge_step(struct sqlite_db *db, const char *sql,
+                                        const char *floor_id, size_t *count,
+                                        struct sb_error *err)
 {
-    struct sqlite_db *db = handle;
     sqlite3_stmt *st = NULL;
-    char floor_id[SB_EVENT_ID_LEN + 1];
     int rc;
 
-    *out_count = 0;
-    if (sqlite3_prepare_v2(db->conn, "DELETE FROM events WHERE id < ?", -1, &st,
-                           NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) != SQLITE_OK) {
         return sqlite_fail(db, err, "preparing the purge");
     }
-    sb_event_id_floor(before_ms, floor_id);
     sqlite3_bind_text(st, 1, floor_id, SB_EVENT_ID_LEN, SQLITE_STATIC);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         return sqlite_fail(db, err, "purging");
     }
-    *out_count = (size_t)sqlite3_changes(db->conn);
+    *count += (size_t)sqlite3_changes(db->conn);
     return SB_OK;
+}
+
+/*
+ * An event leaves once it is older than the retention and nothing is
+ * owed on it: every delivery delivered (dead ones stay, to be replayed).
+ * Ids sort by time, so "received before T" is "id below the smallest id
+ * of T", which the primary key answers without another index.
+ */
+static enum sb_status sqlite_purge(void *handle, int64_t before_ms,
+                                   size_t *out_count, struct sb_error *err)
+{
+    struct sqlite_db *db = handle;
+    char floor_id[SB_EVENT_ID_LEN + 1];
+    size_t ignored = 0;
+    enum sb_status rc;
+
+    *out_count = 0;
+    sb_event_id_floor(before_ms, floor_id);
+    rc = sqlite_exec(db, "BEGIN IMMEDIATE", err, "starting the purge");
+    if (rc == SB_OK) {
+        rc = sqlite_purge_step(
+            db,
+            "DELETE FROM deliveries WHERE event_id < ?1 AND event_id NOT IN"
+            " (SELECT event_id FROM deliveries"
+            "  WHERE event_id < ?1 AND state != 'delivered')",
+            floor_id, &ignored, err);
+    }
+    if (rc == SB_OK) {
+        rc = sqlite_purge_step(
+            db,
+            "DELETE FROM events WHERE id < ?1 AND NOT EXISTS"
+            " (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+            floor_id, out_count, err);
+    }
+    if (rc == SB_OK) {
+        rc = sqlite_exec(db, "COMMIT", err, "committing the purge");
+    }
+    if (rc != SB_OK) {
+        sqlite_rollback(db);
+        *out_count = 0;
+    }
+    return rc;
 }
 
 static enum sb_status sqlite_probe(void *handle, size_t bytes,
@@ -301,8 +400,14 @@ static enum sb_status sqlite_list(void *handle, size_t limit,
     int rc;
 
     if (sqlite3_prepare_v2(db->conn,
-                           "SELECT id, received_at, event_type FROM events"
-                           " ORDER BY id DESC LIMIT ?",
+                           "SELECT e.id, e.received_at, e.event_type,"
+                           " (SELECT count(*) FROM deliveries d WHERE"
+                           "  d.event_id = e.id AND d.state = 'pending'),"
+                           " (SELECT count(*) FROM deliveries d WHERE"
+                           "  d.event_id = e.id AND d.state = 'delivered'),"
+                           " (SELECT count(*) FROM deliveries d WHERE"
+                           "  d.event_id = e.id AND d.state = 'dead')"
+                           " FROM events e ORDER BY e.id DESC LIMIT ?",
                            -1, &st, NULL) != SQLITE_OK) {
         return sqlite_fail(db, err, "listing events");
     }
@@ -318,6 +423,9 @@ static enum sb_status sqlite_list(void *handle, size_t limit,
             .id = (const char *)sqlite3_column_text(st, 0),
             .received_ms = sqlite3_column_int64(st, 1),
             .event_type = (const char *)sqlite3_column_text(st, 2),
+            .pending = (size_t)sqlite3_column_int64(st, 3),
+            .delivered = (size_t)sqlite3_column_int64(st, 4),
+            .dead = (size_t)sqlite3_column_int64(st, 5),
         };
 
         fn(arg, &row);
@@ -329,11 +437,54 @@ static enum sb_status sqlite_list(void *handle, size_t limit,
     return SB_OK;
 }
 
+static enum sb_status sqlite_list_deliveries(void *handle, const char *event_id,
+                                             sb_spool_delivery_fn fn, void *arg,
+                                             struct sb_error *err)
+{
+    struct sqlite_db *db = handle;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT id, output, rule, state, attempts, next_at,"
+                           " last_error, fields FROM deliveries"
+                           " WHERE event_id = ? ORDER BY id",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return sqlite_fail(db, err, "listing deliveries");
+    }
+    sqlite3_bind_text(st, 1, event_id, -1, SQLITE_STATIC);
+    for (;;) {
+        struct sb_spool_delivery d;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            break;
+        }
+        d = (struct sb_spool_delivery){
+            .id = sqlite3_column_int64(st, 0),
+            .output = (const char *)sqlite3_column_text(st, 1),
+            .rule = (const char *)sqlite3_column_text(st, 2),
+            .state = (const char *)sqlite3_column_text(st, 3),
+            .attempts = sqlite3_column_int64(st, 4),
+            .next_at_ms = sqlite3_column_int64(st, 5),
+            .last_error = (const char *)sqlite3_column_text(st, 6),
+            .fields = (const char *)sqlite3_column_text(st, 7),
+        };
+        fn(arg, &d);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return sqlite_fail(db, err, "listing deliveries");
+    }
+    return SB_OK;
+}
+
 const struct sb_spool_backend sb_spool_sqlite_backend = {
     .name = "sqlite",
     .write_batch = sqlite_write_batch,
     .purge = sqlite_purge,
     .probe = sqlite_probe,
     .list = sqlite_list,
+    .list_deliveries = sqlite_list_deliveries,
     .close = sqlite_close,
 };
