@@ -615,15 +615,10 @@ static enum sb_status cfg_named_entries(
          pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *name = sb_yml_node(ctx->y, pair->key);
         const char *text = sb_yml_text(name);
-        yaml_node_pair_t *prev;
         enum sb_status step = SB_OK;
 
-        for (prev = node->data.mapping.pairs.start; prev < pair; prev++) {
-            const char *seen = sb_yml_text(sb_yml_node(ctx->y, prev->key));
-
-            if (text != NULL && seen != NULL && strcmp(seen, text) == 0) {
-                step = sb_yml_fail(ctx->y, name, "duplicate name \"%s\"", text);
-            }
+        if (sb_yml_key_repeats(ctx->y, node, pair)) {
+            step = sb_yml_fail(ctx->y, name, "duplicate name \"%s\"", text);
         }
         if (text == NULL || text[0] == '\0') {
             step = sb_yml_fail(ctx->y, name, "%s: expected a name", what);

@@ -404,6 +404,7 @@ static int rules_eval_field(const struct rules_cond *c, struct rules_eval *e)
 
 static int rules_eval_cond(const struct rules_cond *c, struct rules_eval *e)
 {
+    int fresh = e->why != NULL && e->why[0] == '\0';
     size_t i;
     int inside;
 
@@ -418,6 +419,10 @@ static int rules_eval_cond(const struct rules_cond *c, struct rules_eval *e)
     case RULES_ANY:
         for (i = 0; i < c->count; i++) {
             if (rules_eval_cond(&c->children[i], e)) {
+                if (fresh) {
+                    /* The children that failed were not the reason. */
+                    e->why[0] = '\0';
+                }
                 return 1;
             }
         }
@@ -871,6 +876,8 @@ static enum sb_status rules_compile_cond(struct rules_compiler *rc,
             step = sb_yml_fail(y, k,
                                "expected a field path or one of all, "
                                "any, not, within, outside");
+        } else if (sb_yml_key_repeats(y, map, pair)) {
+            step = sb_yml_fail(y, k, "duplicate key \"%s\"", sb_yml_text(k));
         } else {
             step = rules_compile_entry(rc, y, k, sb_yml_node(y, pair->value),
                                        &out->children[out->count++]);
@@ -934,7 +941,11 @@ static enum sb_status rules_send_output(struct rules_compiler *rc,
         return st;
     }
     send->output = rules_find_output(rc->refs, name);
-    if (send->output == NULL) {
+    if (send->output != NULL && send->output->kind == NULL) {
+        /* Its unknown plugin is already reported at the output. */
+        send->output = NULL;
+        st = SB_ERR_INVALID;
+    } else if (send->output == NULL) {
         st = sb_yml_fail(
             y, node, "undefined output \"%s\"; define it under outputs:", name);
     }
@@ -1003,7 +1014,9 @@ static enum sb_status rules_compile_send(struct rules_compiler *rc,
         yaml_node_t *k = sb_yml_node(y, pair->key);
         const char *name = sb_yml_text(k);
 
-        if (name != NULL && strcmp(name, "to") != 0) {
+        if (sb_yml_key_repeats(y, node, pair)) {
+            st = sb_yml_fail(y, k, "duplicate key \"%s\"", name);
+        } else if (name != NULL && strcmp(name, "to") != 0) {
             enum sb_status step =
                 rules_send_key(rc, y, k, sb_yml_node(y, pair->value), send);
 
@@ -1073,11 +1086,11 @@ static enum sb_status rules_compile_throttle(struct sb_yml *y,
             step = rules_template(y, v, "throttle.key", &rule->throttle_key);
         } else if (step == SB_OK) {
             step = sb_yml_scalar(y, v, "per", &text);
-            if (step == SB_OK &&
-                (sb_config_parse_duration(text, &rule->throttle_ms, &err) !=
-                     SB_OK ||
-                 rule->throttle_ms == 0)) {
+            if (step == SB_OK && sb_config_parse_duration(
+                                     text, &rule->throttle_ms, &err) != SB_OK) {
                 step = sb_yml_fail(y, v, "per: %s", err.msg);
+            } else if (step == SB_OK && rule->throttle_ms == 0) {
+                step = sb_yml_fail(y, v, "per: expected a duration above zero");
             }
             free(text);
         }
@@ -1465,14 +1478,18 @@ static int rules_throttle_take(struct sb_rule *rule, const char *key,
         rule->slot_count = 2 * SB_RULES_THROTTLE_KEYS;
         rule->slots = calloc(rule->slot_count, sizeof(*rule->slots));
     }
-    if (rule->slots != NULL && rule->used >= SB_RULES_THROTTLE_KEYS) {
+    slot = rule->slots != NULL ? rules_slot(rule, key) : NULL;
+    if (slot != NULL && slot->key == NULL &&
+        rule->used >= SB_RULES_THROTTLE_KEYS) {
+        /* Only a new key needs room: a known one keeps its window. */
         rules_expire(rule, now);
+        slot = rules_slot(rule, key);
     }
-    if (rule->slots == NULL || rule->used >= SB_RULES_THROTTLE_KEYS) {
+    if (slot == NULL ||
+        (slot->key == NULL && rule->used >= SB_RULES_THROTTLE_KEYS)) {
         pthread_mutex_unlock(&rule->lock);
         return 1;
     }
-    slot = rules_slot(rule, key);
     if (slot->key != NULL && now - slot->last_ms < (int64_t)rule->throttle_ms) {
         allowed = 0;
     } else if (route->claim_count < SB_RULES_MAX_SENDS) {
@@ -1593,15 +1610,16 @@ static enum sb_status rules_plan_sends(const struct sb_rule *rule,
     for (i = 0; st == SB_OK && i < rule->send_count; i++) {
         const struct rules_send *send = &rule->sends[i];
         struct sb_delivery_plan *d;
-        char why[256] = "";
+        /* Shorter than a trace line: the names go in front of it. */
+        char why[192] = "";
 
         e->why = why;
         e->why_cap = sizeof(why);
         if (send->has_when && !rules_eval_cond(&send->when, e)) {
             if (trace != NULL && trace->skipped_count < SB_RULES_MAX_SENDS) {
-                snprintf(trace->skipped[trace->skipped_count++], sizeof(why),
-                         "%s (rule %s): when: %s", send->output->name,
-                         rule->name, why);
+                snprintf(trace->skipped[trace->skipped_count++],
+                         sizeof(trace->skipped[0]), "%s (rule %s): when: %s",
+                         send->output->name, rule->name, why);
             }
             continue;
         }

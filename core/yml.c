@@ -229,7 +229,6 @@ enum sb_status sb_yml_check_key(struct sb_yml *y, yaml_node_t *map,
 {
     yaml_node_t *key = sb_yml_node(y, pair->key);
     const char *name = sb_yml_text(key);
-    yaml_node_pair_t *prev;
     char expected[512];
 
     if (name == NULL) {
@@ -242,14 +241,26 @@ enum sb_status sb_yml_check_key(struct sb_yml *y, yaml_node_t *map,
                            "unknown key \"%s\" in %s; expected one of %s", name,
                            where, expected);
     }
-    for (prev = map->data.mapping.pairs.start; prev < pair; prev++) {
+    if (sb_yml_key_repeats(y, map, pair)) {
+        return sb_yml_fail(y, key, "duplicate key \"%s\"", name);
+    }
+    return SB_OK;
+}
+
+int sb_yml_key_repeats(struct sb_yml *y, yaml_node_t *map,
+                       yaml_node_pair_t *pair)
+{
+    const char *name = sb_yml_text(sb_yml_node(y, pair->key));
+    yaml_node_pair_t *prev;
+
+    for (prev = map->data.mapping.pairs.start; name && prev < pair; prev++) {
         const char *seen = sb_yml_text(sb_yml_node(y, prev->key));
 
         if (seen != NULL && strcmp(seen, name) == 0) {
-            return sb_yml_fail(y, key, "duplicate key \"%s\"", name);
+            return 1;
         }
     }
-    return SB_OK;
+    return 0;
 }
 
 /* ---- files --------------------------------------------------------------- */

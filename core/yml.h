@@ -76,6 +76,10 @@ enum sb_status sb_yml_check_key(struct sb_yml *y, yaml_node_t *map,
                                 yaml_node_pair_t *pair,
                                 const char *const *allowed, const char *where);
 
+/* Whether the key at `pair` was already used earlier in `map`. */
+int sb_yml_key_repeats(struct sb_yml *y, yaml_node_t *map,
+                       yaml_node_pair_t *pair);
+
 /*
  * Expands ${VAR} and ${VAR:-default} in `text` from the environment; "$$"
  * is a literal "$". On SB_OK *out is a new string the caller frees. An

@@ -68,6 +68,36 @@ for t in build-san/tests/unit/test_*; do
     fi
 done
 
+# Fuzz targets (libFuzzer, ASan, UBSan), each for a bounded time on a
+# copy of its seed corpus. FUZZ_SECONDS=0 skips them.
+fuzz_seconds=${FUZZ_SECONDS:-60}
+fuzz_sources="core/status.c core/log.c core/buf.c core/yml.c core/json.c
+core/template.c core/schedule.c core/output.c core/rules.c core/config.c
+core/event.c"
+fuzz_libs=$(pkg-config --libs yaml-0.1 gnutls libcjson 2>/dev/null)
+for target in json template config; do
+    [ "$fuzz_seconds" -gt 0 ] || break
+    bin="$log/fuzz_$target"
+    corpus="$log/corpus_$target"
+    cp -r "tests/fuzz/corpus/$target" "$corpus"
+    # shellcheck disable=SC2086 # word lists are meant to split
+    if clang -g -O1 -fsanitize=fuzzer,address,undefined \
+        -fno-sanitize-recover=all -D_GNU_SOURCE -Icore -Ibuild \
+        "tests/fuzz/fuzz_$target.c" $fuzz_sources $fuzz_libs -lm -pthread \
+        -o "$bin" >"$log/fuzz_$target.txt" 2>&1 &&
+        "$bin" -max_total_time="$fuzz_seconds" -timeout=10 \
+            -rss_limit_mb=2048 -print_final_stats=1 "$corpus" \
+            >>"$log/fuzz_$target.txt" 2>&1; then
+        runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' \
+            "$log/fuzz_$target.txt" | grep -o '[0-9]*$')
+        echo "ok - fuzz $target for ${fuzz_seconds}s (${runs:-?} runs)"
+        passed=$((passed + 1))
+    else
+        tail -30 "$log/fuzz_$target.txt"
+        fail_step "fuzz $target"
+    fi
+done
+
 # Integration tests: the real binary, real sockets, on 127.0.0.1.
 SWITCHBOARD_BIN="$top/build/core/switchboard" \
     python3 tests/integration/run.py >"$log/integration.txt" 2>&1
