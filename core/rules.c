@@ -1732,3 +1732,22 @@ void sb_route_cleanup(struct sb_route *route)
     route->count = 0;
     route->claim_count = 0;
 }
+
+size_t sb_rules_evaluate(const struct sb_ruleset *rules,
+                         const struct sb_event *event, unsigned char *matched)
+{
+    struct rules_eval e = {.event = sb_event_json(event),
+                           .received_ms = event->received_ms};
+    size_t count = 0;
+    size_t i;
+    int stopped = 0;
+
+    for (i = 0; i < rules->count; i++) {
+        const struct sb_rule *rule = rules->rules[i];
+
+        matched[i] = !stopped && rules_eval_cond(&rule->match, &e);
+        count += matched[i];
+        stopped |= matched[i] && rule->stop;
+    }
+    return count;
+}

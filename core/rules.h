@@ -108,6 +108,15 @@ enum sb_status sb_rules_route(const struct sb_ruleset *rules,
                               struct sb_rules_trace *trace);
 
 /*
+ * Evaluates every rule's `match` on `event`, in order, honouring `stop`,
+ * and sets matched[i] to 1 or 0 for rule i (0 after a stop). Decides and
+ * renders nothing else: this is the part that runs for every rule on
+ * every event, and it allocates nothing. Returns how many matched.
+ */
+size_t sb_rules_evaluate(const struct sb_ruleset *rules,
+                         const struct sb_event *event, unsigned char *matched);
+
+/*
  * Gives back the throttle keys `route` claimed: the event they were for
  * was not stored (503), so the next matching event must still send.
  */

@@ -86,7 +86,8 @@ for target in json template config; do
         "tests/fuzz/fuzz_$target.c" $fuzz_sources $fuzz_libs -lm -pthread \
         -o "$bin" >"$log/fuzz_$target.txt" 2>&1 &&
         "$bin" -max_total_time="$fuzz_seconds" -timeout=10 \
-            -rss_limit_mb=2048 -print_final_stats=1 "$corpus" \
+            -rss_limit_mb=2048 -print_final_stats=1 \
+            -artifact_prefix="$log/" "$corpus" \
             >>"$log/fuzz_$target.txt" 2>&1; then
         runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' \
             "$log/fuzz_$target.txt" | grep -o '[0-9]*$')
