@@ -103,6 +103,12 @@ struct rules_throttle_slot {
     int64_t last_ms;
 };
 
+/*
+ * LIMIT: throttle state lives in this struct, in memory. Matters when:
+ * the process restarts inside a window, or several instances share one
+ * queue. Until then: a forgotten key only lets one more alert through,
+ * never holds one back, so nothing that should page is lost.
+ */
 struct sb_rule {
     char *name;
     char where[300]; /* file:line of the rule, for duplicate names */
