@@ -19,7 +19,11 @@
 /* A template field a plugin takes (SPEC §8, italics). */
 struct sb_output_field {
     const char *name;
-    const char *default_text; /* NULL: the field defaults to the envelope */
+    /*
+     * NULL: the field defaults to the event envelope, which the plugin
+     * builds from the stored event at delivery (stored as null).
+     */
+    const char *default_text;
     enum sb_escape escape;
 };
 

@@ -1361,6 +1361,17 @@ static enum sb_status rules_compile_list_of_rules(struct rules_compiler *rc,
     return st;
 }
 
+static size_t rules_total_sends(const struct sb_ruleset *set)
+{
+    size_t total = 0;
+    size_t i;
+
+    for (i = 0; i < set->count; i++) {
+        total += set->rules[i]->send_count;
+    }
+    return total;
+}
+
 enum sb_status sb_rules_new_empty(struct sb_ruleset **out_rules)
 {
     *out_rules = calloc(1, sizeof(**out_rules));
@@ -1380,6 +1391,13 @@ enum sb_status sb_rules_compile(struct sb_yml *y, yaml_node_t *node,
         return st;
     }
     st = rules_compile_list_of_rules(&rc, y, node);
+    if (st == SB_OK && rules_total_sends(rc.set) > SB_RULES_MAX_SENDS) {
+        /* Routing an event must never run out of room and refuse it. */
+        st = sb_yml_fail(y, node,
+                         "rules: %zu send entries in all; at most %d, so that "
+                         "any event can be routed",
+                         rules_total_sends(rc.set), SB_RULES_MAX_SENDS);
+    }
     if (st == SB_OK && sb_errors_total(y->errs) > errors_before) {
         st = SB_ERR_INVALID; /* an include recorded errors of its own */
     }
@@ -1542,7 +1560,29 @@ void sb_rules_release(const struct sb_ruleset *rules, struct sb_route *route)
 /* ---- routing
  * ----------------------------------------------------------------- */
 
-/* Renders every field of one delivery into {"field":"text",...}. */
+/*
+ * Renders one field into `one`. A field that overflows its cap is kept
+ * cut short: an event must never be refused because a message is long.
+ */
+static enum sb_status rules_render_field(const struct sb_template *t,
+                                         const struct sb_template_context *tc,
+                                         enum sb_escape escape,
+                                         struct sb_buf *one)
+{
+    enum sb_status st;
+
+    sb_buf_reset(one);
+    st = t != NULL ? sb_template_render(t, tc, escape, one)
+                   : sb_output_envelope(tc, one);
+    return st == SB_ERR_FULL ? SB_OK : st;
+}
+
+/*
+ * Renders every field of one delivery into {"field":"text",...}. A field
+ * whose default is the envelope is stored as null: the envelope holds the
+ * whole payload, which the event row already keeps, so the plugin builds
+ * it from the event at delivery. A dry run shows its redacted shape.
+ */
 static enum sb_status rules_render_fields(const struct rules_send *send,
                                           const struct sb_template_context *tc,
                                           char **out)
@@ -1560,10 +1600,11 @@ static enum sb_status rules_render_fields(const struct rules_send *send,
         const struct sb_template *t = send->fields[i] != NULL
                                           ? send->fields[i]
                                           : send->output->defaults[i];
+        int envelope = t == NULL && !tc->redact;
 
-        sb_buf_reset(&one);
-        st = t != NULL ? sb_template_render(t, tc, kind->fields[i].escape, &one)
-                       : sb_output_envelope(tc, &one);
+        if (!envelope) {
+            st = rules_render_field(t, tc, kind->fields[i].escape, &one);
+        }
         if (st == SB_OK && i > 0) {
             st = sb_buf_addc(&fields, ',');
         }
@@ -1575,7 +1616,9 @@ static enum sb_status rules_render_fields(const struct rules_send *send,
             st = sb_buf_addc(&fields, ':');
         }
         if (st == SB_OK) {
-            st = sb_json_write_string(sb_buf_str(&one), one.len, &fields);
+            st = envelope
+                     ? sb_buf_adds(&fields, "null")
+                     : sb_json_write_string(sb_buf_str(&one), one.len, &fields);
         }
     }
     if (st == SB_OK) {
