@@ -602,9 +602,8 @@ static enum sb_status cfg_named_entries(
 
     if (node->type != YAML_MAPPING_NODE) {
         return sb_yml_fail(ctx->y, node,
-                           "%s: expected a mapping of names, "
-                           "got %s",
-                           what, sb_yml_kind(node));
+                           "%s: expected a mapping of names, got %s", what,
+                           sb_yml_kind(node));
     }
     if ((size_t)(node->data.mapping.pairs.top -
                  node->data.mapping.pairs.start) > max) {

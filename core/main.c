@@ -292,8 +292,7 @@ static int main_test(const struct main_args *args)
     int code;
 
     if (args->event_path == NULL) {
-        fprintf(stderr, "switchboard: test needs an event file, or - for "
-                        "stdin\n");
+        fprintf(stderr, "switchboard: test needs an event file, or -\n");
         return EXIT_INVALID;
     }
     code = main_load(args->config_path, &cfg);

@@ -27,6 +27,16 @@
 
 #define RULES_NEEDLE_MAX 256 /* code points of a `contains` value */
 
+/* Messages too long for one line of code, whole here so grep finds them. */
+#define RULES_AMBIGUOUS_MSG \
+    "ambiguous value \"%s\"; write true, false or null, or quote a string"
+#define RULES_COND_KEY_MSG \
+    "expected a field path or one of all, any, not, within, outside"
+#define RULES_SEND_KEY_MSG \
+    "unknown key \"%s\" for output \"%s\"; expected to, when, %s%s%s"
+#define RULES_TOO_MANY_SENDS_MSG \
+    "rules: %zu send entries in all; at most %d, so any event can be routed"
+
 enum rules_cond_kind {
     RULES_ALL,
     RULES_ANY,
@@ -512,10 +522,7 @@ static enum sb_status rules_scalar_json(struct sb_yml *y, yaml_node_t *node,
         return rc;
     }
     if (sb_yml_is_plain(node) && rules_is_ambiguous(text)) {
-        rc = sb_yml_fail(y, node,
-                         "ambiguous value \"%s\"; write true, false or null, "
-                         "or quote it to mean a string",
-                         text);
+        rc = sb_yml_fail(y, node, RULES_AMBIGUOUS_MSG, text);
     } else if (sb_yml_is_plain(node) && rules_is_json_scalar(text)) {
         rc = sb_buf_adds(out, text);
     } else {
@@ -775,9 +782,7 @@ static enum sb_status rules_compile_schedule(struct rules_compiler *rc,
     c->schedule = rules_find_schedule(rc->refs, name);
     if (c->schedule == NULL) {
         st = sb_yml_fail(y, value,
-                         "undefined schedule \"%s\"; define it under "
-                         "schedules:",
-                         name);
+                         "undefined schedule \"%s\"; see schedules:", name);
     }
     free(name);
     return st;
@@ -879,9 +884,7 @@ static enum sb_status rules_compile_cond(struct rules_compiler *rc,
         enum sb_status step;
 
         if (sb_yml_text(k) == NULL) {
-            step = sb_yml_fail(y, k,
-                               "expected a field path or one of all, "
-                               "any, not, within, outside");
+            step = sb_yml_fail(y, k, RULES_COND_KEY_MSG);
         } else if (sb_yml_key_repeats(y, map, pair)) {
             step = sb_yml_fail(y, k, "duplicate key \"%s\"", sb_yml_text(k));
         } else {
@@ -975,10 +978,7 @@ static enum sb_status rules_send_key(struct rules_compiler *rc,
     }
     field = sb_output_field_index(kind, name);
     if (field < 0) {
-        return sb_yml_fail(y, key,
-                           "unknown key \"%s\" for output \"%s\" (plugin %s); "
-                           "expected to, when or one of its fields: %s%s%s",
-                           name, send->output->name, kind->name,
+        return sb_yml_fail(y, key, RULES_SEND_KEY_MSG, name, send->output->name,
                            kind->fields[0].name,
                            kind->field_count > 1 ? ", " : "",
                            kind->field_count > 1 ? kind->fields[1].name : "");
@@ -999,8 +999,7 @@ static enum sb_status rules_compile_send(struct rules_compiler *rc,
     }
     if (node->type != YAML_MAPPING_NODE) {
         return sb_yml_fail(y, node,
-                           "expected an output name or a mapping with to:, "
-                           "got %s",
+                           "expected an output or a mapping with to:, got %s",
                            sb_yml_kind(node));
     }
     for (pair = node->data.mapping.pairs.start;
@@ -1393,9 +1392,7 @@ enum sb_status sb_rules_compile(struct sb_yml *y, yaml_node_t *node,
     st = rules_compile_list_of_rules(&rc, y, node);
     if (st == SB_OK && rules_total_sends(rc.set) > SB_RULES_MAX_SENDS) {
         /* Routing an event must never run out of room and refuse it. */
-        st = sb_yml_fail(y, node,
-                         "rules: %zu send entries in all; at most %d, so that "
-                         "any event can be routed",
+        st = sb_yml_fail(y, node, RULES_TOO_MANY_SENDS_MSG,
                          rules_total_sends(rc.set), SB_RULES_MAX_SENDS);
     }
     if (st == SB_OK && sb_errors_total(y->errs) > errors_before) {

@@ -1373,8 +1373,8 @@ static void test_rules_error_bad_template(void **state)
                       "      - to: chat\n"
                       "        body: \"x\"\n",
                       "body",
-                      "unknown key \"body\" for output \"chat\" (plugin "
-                      "slack); expected to, when or one of its fields: text");
+                      "unknown key \"body\" for output \"chat\"; expected to, "
+                      "when, text");
     expect_rule_error("  - name: a\n"
                       "    send:\n"
                       "      - to: chat\n"
@@ -1403,9 +1403,7 @@ static void test_rules_error_undefined_names(void **state)
                       "elsewhere", "undefined output \"elsewhere\"");
     expect_rule_error("  - name: a\n"
                       "    match: { within: night }\n",
-                      "night",
-                      "undefined schedule \"night\"; define it under "
-                      "schedules:");
+                      "night", "undefined schedule \"night\"; see schedules:");
     expect_rule_error("  - name: a\n"
                       "    send:\n"
                       "      - to: pager\n"
@@ -1502,7 +1500,7 @@ static void test_rules_error_ambiguous_plain_value(void **state)
         expect_rule_error(rules, at, needle);
     }
     expect_rule_error("  - name: a\n    match: { payload.x: { ne: True } }\n",
-                      "True", "write true, false or null, or quote it");
+                      "True", "write true, false or null, or quote a string");
     expect_rule_error("  - name: a\n    match: { payload.x: [1, yes] }\n",
                       "yes", "ambiguous value \"yes\"");
 }
