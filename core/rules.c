@@ -34,8 +34,6 @@
     "expected a field path or one of all, any, not, within, outside"
 #define RULES_SEND_KEY_MSG \
     "unknown key \"%s\" for output \"%s\"; expected to, when, %s%s%s"
-#define RULES_TOO_MANY_SENDS_MSG \
-    "rules: %zu send entries in all; at most %d, so any event can be routed"
 
 enum rules_cond_kind {
     RULES_ALL,
@@ -138,6 +136,8 @@ struct sb_ruleset {
     struct sb_rule **rules;
     size_t count;
     size_t cap;
+    size_t total_sends;     /* the most deliveries one event can plan */
+    size_t throttled_rules; /* the most claims one event can make */
 };
 
 /* The compiler's state while one config is read. */
@@ -168,9 +168,12 @@ static void rules_make_locale(void)
 
 static wint_t rules_fold(wint_t c)
 {
+    if (c < 128) {
+        return c >= 'A' && c <= 'Z' ? c + 32 : c;
+    }
     pthread_once(&rules_locale_once, rules_make_locale);
     if (rules_locale == (locale_t)0) {
-        return c < 128 ? (wint_t)towlower(c) : c;
+        return c;
     }
     return towlower_l(c, rules_locale);
 }
@@ -408,6 +411,9 @@ static int rules_eval_field(const struct rules_cond *c, struct rules_eval *e)
         const struct rules_op *op = &c->ops[i];
 
         if (!rules_op_holds(op, v)) {
+            if (e->why == NULL) {
+                return 0;
+            }
             rules_why(e, "%s: expected %s %s, got %s", c->path.text,
                       rules_op_names[op->kind],
                       rules_operand(op, want, sizeof(want)),
@@ -1360,15 +1366,17 @@ static enum sb_status rules_compile_list_of_rules(struct rules_compiler *rc,
     return st;
 }
 
-static size_t rules_total_sends(const struct sb_ruleset *set)
+/* How much room routing needs at most, so it never runs out. */
+static void rules_count_room(struct sb_ruleset *set)
 {
-    size_t total = 0;
     size_t i;
 
+    set->total_sends = 0;
+    set->throttled_rules = 0;
     for (i = 0; i < set->count; i++) {
-        total += set->rules[i]->send_count;
+        set->total_sends += set->rules[i]->send_count;
+        set->throttled_rules += set->rules[i]->throttle_key != NULL;
     }
-    return total;
 }
 
 enum sb_status sb_rules_new_empty(struct sb_ruleset **out_rules)
@@ -1390,11 +1398,7 @@ enum sb_status sb_rules_compile(struct sb_yml *y, yaml_node_t *node,
         return st;
     }
     st = rules_compile_list_of_rules(&rc, y, node);
-    if (st == SB_OK && rules_total_sends(rc.set) > SB_RULES_MAX_SENDS) {
-        /* Routing an event must never run out of room and refuse it. */
-        st = sb_yml_fail(y, node, RULES_TOO_MANY_SENDS_MSG,
-                         rules_total_sends(rc.set), SB_RULES_MAX_SENDS);
-    }
+    rules_count_room(rc.set);
     if (st == SB_OK && sb_errors_total(y->errs) > errors_before) {
         st = SB_ERR_INVALID; /* an include recorded errors of its own */
     }
@@ -1513,7 +1517,7 @@ static int rules_throttle_take(struct sb_rule *rule, const char *key,
     }
     if (slot->key != NULL && now - slot->last_ms < (int64_t)rule->throttle_ms) {
         allowed = 0;
-    } else if (route->claim_count < SB_RULES_MAX_SENDS) {
+    } else {
         claim = &route->claims[route->claim_count];
         claim->rule = rule;
         claim->previous_ms = slot->key != NULL ? slot->last_ms : 0;
@@ -1659,7 +1663,7 @@ static enum sb_status rules_plan_sends(const struct sb_rule *rule,
         /* Shorter than a trace line: the names go in front of it. */
         char why[192] = "";
 
-        e->why = why;
+        e->why = trace != NULL ? why : NULL;
         e->why_cap = sizeof(why);
         if (send->has_when && !rules_eval_cond(&send->when, e)) {
             if (trace != NULL && trace->skipped_count < SB_RULES_MAX_SENDS) {
@@ -1668,9 +1672,6 @@ static enum sb_status rules_plan_sends(const struct sb_rule *rule,
                          send->output->name, rule->name, why);
             }
             continue;
-        }
-        if (route->count == SB_RULES_MAX_SENDS) {
-            return SB_ERR_FULL;
         }
         d = &route->deliveries[route->count];
         d->output = send->output->name;
@@ -1699,7 +1700,7 @@ rules_route_one(struct sb_rule *rule, struct rules_eval *e,
         memset(t, 0, sizeof(*t));
         t->rule = rule->name;
     }
-    e->why = why;
+    e->why = t != NULL ? why : NULL;
     e->why_cap = sizeof(why);
     matched = rules_eval_cond(&rule->match, e);
     *out_stop = matched && rule->stop;
@@ -1745,6 +1746,13 @@ enum sb_status sb_rules_route(const struct sb_ruleset *rules,
     int stop = 0;
 
     memset(route, 0, sizeof(*route));
+    route->deliveries =
+        calloc(rules->total_sends + 1, sizeof(*route->deliveries));
+    route->claims = calloc(rules->throttled_rules + 1, sizeof(*route->claims));
+    if (route->deliveries == NULL || route->claims == NULL) {
+        sb_route_cleanup(route);
+        return SB_ERR_NOMEM;
+    }
     if (trace != NULL) {
         trace->count = 0;
         trace->skipped_count = 0;
@@ -1775,8 +1783,9 @@ void sb_route_cleanup(struct sb_route *route)
         free(route->claims[i].key);
         route->claims[i].key = NULL;
     }
-    route->count = 0;
-    route->claim_count = 0;
+    free(route->deliveries);
+    free(route->claims);
+    memset(route, 0, sizeof(*route));
 }
 
 size_t sb_rules_evaluate(const struct sb_ruleset *rules,

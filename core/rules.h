@@ -21,7 +21,7 @@
 #include "yml.h"
 
 #define SB_RULES_MAX           1000  /* rules in a config, includes too */
-#define SB_RULES_MAX_SENDS     64    /* deliveries one event can create */
+#define SB_RULES_MAX_SENDS     64    /* send entries in one rule */
 #define SB_RULES_MAX_INCLUDES  8     /* nesting of include: */
 #define SB_RULES_THROTTLE_KEYS 10000 /* remembered keys per rule */
 
@@ -67,11 +67,15 @@ struct sb_throttle_claim {
     int64_t previous_ms; /* 0: the key was free */
 };
 
-/* What routing decided for one event. */
+/*
+ * What routing decided for one event. The arrays are sized for every send
+ * entry and every throttled rule of the rule set, so routing never runs
+ * out of room: an event is never refused for matching many rules.
+ */
 struct sb_route {
-    struct sb_delivery_plan deliveries[SB_RULES_MAX_SENDS];
+    struct sb_delivery_plan *deliveries;
     size_t count;
-    struct sb_throttle_claim claims[SB_RULES_MAX_SENDS];
+    struct sb_throttle_claim *claims;
     size_t claim_count;
     size_t throttled; /* matches a throttle held back */
 };

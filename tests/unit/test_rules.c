@@ -1026,31 +1026,46 @@ static void test_rules_throttle_table_full(void **state)
 }
 
 /* More deliveries than SB_RULES_MAX_SENDS: none at all, claims given back. */
-static void expect_rule_error(const char *rules, const char *at,
-                              const char *needle);
-
 static void test_rules_too_many_deliveries(void **state)
 {
     char rules[2048];
     size_t len;
+    struct sb_config *cfg;
+    struct sb_event *ev;
     int i;
 
     (void)state;
     len = (size_t)snprintf(rules, sizeof(rules),
                            "  - name: urgent\n"
+                           "    throttle: { key: k, per: 10m }\n"
                            "    send: [chat");
     for (i = 1; i < SB_RULES_MAX_SENDS / 2 + 1; i++) {
         len += (size_t)snprintf(rules + len, sizeof(rules) - len, ", arch");
     }
     len += (size_t)snprintf(rules + len, sizeof(rules) - len,
                             "]\n  - name: many\n"
+                            "    match: { payload.many: true }\n"
                             "    send: [desk");
     for (i = 1; i < SB_RULES_MAX_SENDS / 2; i++) {
         len += (size_t)snprintf(rules + len, sizeof(rules) - len, ", arch");
     }
     snprintf(rules + len, sizeof(rules) - len, "]\n");
-    /* Routing must never run out of room, so the config is refused. */
-    expect_rule_error(rules, "- name: urgent", "65 send entries in all");
+    cfg = load_rules(rules);
+
+    /* 65 deliveries for one event: routing has room for every entry. */
+    ev = event_at("{\"event_type\":\"c\",\"payload\":{\"many\":true}}",
+                  TEST_WED_NOON);
+    sb_route_cleanup(&test_route);
+    if (sb_rules_route(cfg->rules, ev, 0, &test_route, NULL) != SB_OK ||
+        test_route.count != SB_RULES_MAX_SENDS + 1 ||
+        test_route.claim_count != 1) {
+        fail_msg("expected %d deliveries and 1 claim, got %zu and %zu",
+                 SB_RULES_MAX_SENDS + 1, test_route.count,
+                 test_route.claim_count);
+    }
+    sb_route_cleanup(&test_route);
+    sb_event_free(ev);
+    sb_config_free(cfg);
 }
 
 /* ---- the trace ---------------------------------------------------------- */
