@@ -87,6 +87,7 @@ struct rules_op {
     int has_regex;
     wint_t needle[RULES_NEEDLE_MAX]; /* contains: folded code points */
     size_t needle_len;
+    int needle_ascii; /* every code point below 128: the byte-wise path */
 };
 
 struct rules_cond {
@@ -132,12 +133,26 @@ struct sb_rule {
     size_t used;
 };
 
+/* The rules, in order, that an event of type `name` must evaluate. */
+struct rules_by_type {
+    const char *name; /* borrowed from a rule's compiled value */
+    size_t *rules;
+    size_t count;
+};
+
 struct sb_ruleset {
     struct sb_rule **rules;
     size_t count;
     size_t cap;
     size_t total_sends;     /* the most deliveries one event can plan */
     size_t throttled_rules; /* the most claims one event can make */
+    /*
+     * Which rules can match an event of a type: most rules name the type
+     * they are for, so an event visits a dozen rules, not every rule.
+     */
+    struct rules_by_type *types; /* sorted by name */
+    size_t type_count;
+    struct rules_by_type *untyped; /* the rules for any other type */
 };
 
 /* The compiler's state while one config is read. */
@@ -308,6 +323,39 @@ static int rules_order(const struct sb_json *a, const struct sb_json *b,
 }
 
 /* Case-insensitive substring over code points (SPEC §4 `contains`). */
+static unsigned char rules_ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+/*
+ * `contains` with an ASCII needle, byte by byte: in UTF-8 an ASCII byte
+ * is always a whole character, so no decoding is needed. (Only U+0130 and
+ * U+212A lowercase into ASCII; this path does not fold them.)
+ */
+static int rules_contains_ascii(const struct rules_op *op,
+                                const unsigned char *hay, size_t len)
+{
+    size_t m = op->needle_len;
+    size_t i;
+    size_t k;
+
+    for (i = 0; i + m <= len; i++) {
+        if (rules_ascii_lower(hay[i]) != (unsigned char)op->needle[0]) {
+            continue;
+        }
+        for (k = 1; k < m; k++) {
+            if (rules_ascii_lower(hay[i + k]) != (unsigned char)op->needle[k]) {
+                break;
+            }
+        }
+        if (k == m) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int rules_contains(const struct rules_op *op, const char *text,
                           size_t len)
 {
@@ -316,6 +364,9 @@ static int rules_contains(const struct rules_op *op, const char *text,
 
     if (op->needle_len == 0) {
         return 1;
+    }
+    if (op->needle_ascii) {
+        return rules_contains_ascii(op, hay, len);
     }
     while (start < len) {
         size_t pos = start;
@@ -613,6 +664,10 @@ static enum sb_status rules_fold_needle(struct sb_yml *y, yaml_node_t *node,
         }
         pos += rules_utf8_next(p + pos, len - pos, &c);
         op->needle[op->needle_len++] = rules_fold(c);
+    }
+    op->needle_ascii = 1;
+    for (pos = 0; pos < op->needle_len; pos++) {
+        op->needle_ascii &= op->needle[pos] < 128;
     }
     return SB_OK;
 }
@@ -1379,6 +1434,182 @@ static void rules_count_room(struct sb_ruleset *set)
     }
 }
 
+/*
+ * The event types a rule is limited to by a top-level `event_type:` that
+ * is a plain string or a list of strings; 0 when it can match any type.
+ * Sets *out_value to the operand (a string or a list of strings).
+ */
+static int rules_rule_types(const struct sb_rule *rule,
+                            const struct sb_json **out_value)
+{
+    size_t i;
+
+    for (i = 0; rule->match.kind == RULES_ALL && i < rule->match.count; i++) {
+        const struct rules_cond *c = &rule->match.children[i];
+        const struct sb_json *v;
+        size_t k;
+        int strings = 1;
+
+        if (c->kind != RULES_FIELD || strcmp(c->path.text, "event_type") != 0 ||
+            c->op_count != 1) {
+            continue;
+        }
+        v = c->ops[0].value;
+        if (c->ops[0].kind == RULES_EQ && v->type == SB_JSON_STRING) {
+            *out_value = v;
+            return 1;
+        }
+        if (c->ops[0].kind != RULES_IN) {
+            continue;
+        }
+        for (k = 0; k < v->u.array.count; k++) {
+            strings &= v->u.array.items[k]->type == SB_JSON_STRING;
+        }
+        if (strings) {
+            *out_value = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int rules_type_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct rules_by_type *)a)->name,
+                  ((const struct rules_by_type *)b)->name);
+}
+
+static struct rules_by_type *rules_find_type(struct sb_ruleset *set,
+                                             const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < set->type_count; i++) {
+        if (strcmp(set->types[i].name, name) == 0) {
+            return &set->types[i];
+        }
+    }
+    return NULL;
+}
+
+/* How many type names the rules name, repeats included. */
+static size_t rules_count_type_names(const struct sb_ruleset *set)
+{
+    size_t total = 0;
+    size_t i;
+
+    for (i = 0; i < set->count; i++) {
+        const struct sb_json *v = NULL;
+
+        if (rules_rule_types(set->rules[i], &v)) {
+            total += v->type == SB_JSON_STRING ? 1 : v->u.array.count;
+        }
+    }
+    return total;
+}
+
+/* Every type name any rule is limited to, each once. */
+static enum sb_status rules_collect_types(struct sb_ruleset *set)
+{
+    size_t i;
+    size_t k;
+
+    set->types = calloc(rules_count_type_names(set) + 1, sizeof(*set->types));
+    if (set->types == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    for (i = 0; i < set->count; i++) {
+        const struct sb_json *v = NULL;
+        size_t n;
+
+        if (!rules_rule_types(set->rules[i], &v)) {
+            continue;
+        }
+        n = v->type == SB_JSON_STRING ? 1 : v->u.array.count;
+        for (k = 0; k < n; k++) {
+            const struct sb_json *t =
+                v->type == SB_JSON_STRING ? v : v->u.array.items[k];
+
+            if (rules_find_type(set, t->u.string.text) == NULL) {
+                set->types[set->type_count++].name = t->u.string.text;
+            }
+        }
+    }
+    qsort(set->types, set->type_count, sizeof(*set->types), rules_type_cmp);
+    return SB_OK;
+}
+
+/* Whether rule `rule` can match an event of type `name` (NULL: other). */
+static int rules_may_match(const struct sb_rule *rule, const char *name)
+{
+    const struct sb_json *v = NULL;
+    size_t k;
+
+    if (!rules_rule_types(rule, &v)) {
+        return 1;
+    }
+    if (name == NULL) {
+        return 0;
+    }
+    if (v->type == SB_JSON_STRING) {
+        return strcmp(v->u.string.text, name) == 0;
+    }
+    for (k = 0; k < v->u.array.count; k++) {
+        if (strcmp(v->u.array.items[k]->u.string.text, name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static enum sb_status rules_fill_list(const struct sb_ruleset *set,
+                                      struct rules_by_type *list)
+{
+    size_t i;
+
+    list->rules = calloc(set->count + 1, sizeof(*list->rules));
+    if (list->rules == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    for (i = 0; i < set->count; i++) {
+        if (rules_may_match(set->rules[i], list->name)) {
+            list->rules[list->count++] = i;
+        }
+    }
+    return SB_OK;
+}
+
+/* Builds the per-type lists sb_rules_route and sb_rules_evaluate walk. */
+static enum sb_status rules_index_types(struct sb_ruleset *set)
+{
+    enum sb_status st = rules_collect_types(set);
+    size_t i;
+
+    set->untyped = calloc(1, sizeof(*set->untyped));
+    if (st != SB_OK || set->untyped == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    st = rules_fill_list(set, set->untyped);
+    for (i = 0; st == SB_OK && i < set->type_count; i++) {
+        st = rules_fill_list(set, &set->types[i]);
+    }
+    return st;
+}
+
+/* The rules an event must visit, by a binary search on its type. */
+static const struct rules_by_type *
+rules_for_type(const struct sb_ruleset *rules, const struct sb_event *event)
+{
+    struct rules_by_type key = {.name = event->event_type};
+    const struct rules_by_type *found = NULL;
+
+    if (rules->type_count > 0) {
+        found = bsearch(&key, rules->types, rules->type_count,
+                        sizeof(*rules->types), rules_type_cmp);
+    }
+    return found != NULL ? found : rules->untyped;
+}
+
 enum sb_status sb_rules_new_empty(struct sb_ruleset **out_rules)
 {
     *out_rules = calloc(1, sizeof(**out_rules));
@@ -1399,6 +1630,9 @@ enum sb_status sb_rules_compile(struct sb_yml *y, yaml_node_t *node,
     }
     st = rules_compile_list_of_rules(&rc, y, node);
     rules_count_room(rc.set);
+    if (st == SB_OK) {
+        st = rules_index_types(rc.set);
+    }
     if (st == SB_OK && sb_errors_total(y->errs) > errors_before) {
         st = SB_ERR_INVALID; /* an include recorded errors of its own */
     }
@@ -1429,6 +1663,14 @@ void sb_rules_free(struct sb_ruleset *rules)
     }
     for (i = 0; i < rules->count; i++) {
         rules_rule_free(rules->rules[i]);
+    }
+    for (i = 0; i < rules->type_count; i++) {
+        free(rules->types[i].rules);
+    }
+    free(rules->types);
+    if (rules->untyped != NULL) {
+        free(rules->untyped->rules);
+        free(rules->untyped);
     }
     free(rules->rules);
     free(rules);
@@ -1759,9 +2001,19 @@ enum sb_status sb_rules_route(const struct sb_ruleset *rules,
     }
     sb_event_format_time(event->received_ms, received);
     sb_buf_init(&key, SB_TEMPLATE_MAX_OUTPUT);
-    for (i = 0; st == SB_OK && !stop && i < rules->count; i++) {
-        st = rules_route_one(rules->rules[i], &e, &tc, route, trace, &key,
-                             &stop);
+    if (trace != NULL) {
+        /* A dry run explains every rule, even those for other types. */
+        for (i = 0; st == SB_OK && !stop && i < rules->count; i++) {
+            st = rules_route_one(rules->rules[i], &e, &tc, route, trace, &key,
+                                 &stop);
+        }
+    } else {
+        const struct rules_by_type *list = rules_for_type(rules, event);
+
+        for (i = 0; list && st == SB_OK && !stop && i < list->count; i++) {
+            st = rules_route_one(rules->rules[list->rules[i]], &e, &tc, route,
+                                 NULL, &key, &stop);
+        }
     }
     sb_buf_cleanup(&key);
     if (st != SB_OK) {
@@ -1793,16 +2045,21 @@ size_t sb_rules_evaluate(const struct sb_ruleset *rules,
 {
     struct rules_eval e = {.event = sb_event_json(event),
                            .received_ms = event->received_ms};
+    const struct rules_by_type *list = rules_for_type(rules, event);
     size_t count = 0;
     size_t i;
-    int stopped = 0;
 
-    for (i = 0; i < rules->count; i++) {
-        const struct sb_rule *rule = rules->rules[i];
+    memset(matched, 0, rules->count);
+    for (i = 0; list != NULL && i < list->count; i++) {
+        const struct sb_rule *rule = rules->rules[list->rules[i]];
 
-        matched[i] = !stopped && rules_eval_cond(&rule->match, &e);
-        count += matched[i];
-        stopped |= matched[i] && rule->stop;
+        matched[list->rules[i]] = rules_eval_cond(&rule->match, &e);
+        if (matched[list->rules[i]]) {
+            count++;
+            if (rule->stop) {
+                break;
+            }
+        }
     }
     return count;
 }

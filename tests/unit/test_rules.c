@@ -578,6 +578,59 @@ static void test_rules_every_matching_rule_sends(void **state)
     sb_config_free(cfg);
 }
 
+/* Routes like the server does: no trace, so the per-type index is used. */
+static void route_served(const struct sb_config *cfg, const char *json)
+{
+    struct sb_event *ev = event_at(json, TEST_WED_NOON);
+    unsigned char matched[8] = {0};
+    size_t n;
+
+    sb_route_cleanup(&test_route);
+    if (sb_rules_route(cfg->rules, ev, 0, &test_route, NULL) != SB_OK) {
+        fail_msg("routing failed for %s", json);
+    }
+    n = sb_rules_evaluate(cfg->rules, ev, matched);
+    if (n > sb_rules_count(cfg->rules)) {
+        fail_msg("evaluate counted %zu matches of %zu rules", n,
+                 sb_rules_count(cfg->rules));
+    }
+    sb_event_free(ev);
+}
+
+static void test_rules_type_index_keeps_order_and_stop(void **state)
+{
+    struct sb_config *cfg = load_rules(
+        "  - name: a\n"
+        "    match: { event_type: call, payload.x: 1 }\n"
+        "    send: [chat]\n"
+        "  - name: b\n"
+        "    match: { payload.x: 1 }\n"
+        "    send: [desk]\n"
+        "  - name: c\n"
+        "    match: { event_type: [f0, f1, f2, f3, f4, f5, f6, f7, f8, f9] }\n"
+        "    send: [arch]\n"
+        "  - name: d\n"
+        "    match: { event_type: call }\n"
+        "    stop: true\n"
+        "  - name: e\n"
+        "    send: [arch]\n");
+
+    (void)state;
+    route_served(cfg, "{\"event_type\":\"call\",\"payload\":{\"x\":1}}");
+    expect_routed("call: typed and untyped rules in order, then stop",
+                  "a>chat,b>desk");
+    route_served(cfg, "{\"event_type\":\"f9\"}");
+    expect_routed("the tenth type of a list", "c>arch,e>arch");
+    route_served(cfg, "{\"event_type\":\"other\",\"payload\":{\"x\":1}}");
+    expect_routed("a type no rule names", "b>desk,e>arch");
+    route_json(cfg, "{\"event_type\":\"other\",\"payload\":{\"x\":1}}",
+               TEST_WED_NOON);
+    expect_routed("a dry run agrees", "b>desk,e>arch");
+    expect_count("a dry run traces every rule", test_trace.count, 5);
+    sb_route_cleanup(&test_route);
+    sb_config_free(cfg);
+}
+
 static void test_rules_stop_ends_evaluation(void **state)
 {
     struct sb_config *cfg = load_rules("  - name: drop-spam\n"
@@ -1651,6 +1704,7 @@ int main(void)
         cmocka_unit_test(test_rules_quoted_words_are_strings),
         cmocka_unit_test(test_rules_every_matching_rule_sends),
         cmocka_unit_test(test_rules_stop_ends_evaluation),
+        cmocka_unit_test(test_rules_type_index_keeps_order_and_stop),
         cmocka_unit_test(test_rules_without_match_match_everything),
         cmocka_unit_test(test_rules_default_names),
         cmocka_unit_test(test_rules_send_when),
