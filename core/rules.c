@@ -337,20 +337,37 @@ static int rules_contains_ascii(const struct rules_op *op,
                                 const unsigned char *hay, size_t len)
 {
     size_t m = op->needle_len;
-    size_t i;
+    unsigned char lo = (unsigned char)op->needle[0];
+    unsigned char up = lo >= 'a' && lo <= 'z' ? (unsigned char)(lo - 32) : lo;
+    const unsigned char *end;
+    const unsigned char *next_lo;
+    const unsigned char *next_up;
+    const unsigned char *at;
     size_t k;
 
-    for (i = 0; i + m <= len; i++) {
-        if (rules_ascii_lower(hay[i]) != (unsigned char)op->needle[0]) {
-            continue;
-        }
+    if (m > len) {
+        return 0;
+    }
+    /* Candidates start where the first character is, in either case. */
+    end = hay + len - m + 1;
+    next_lo = memchr(hay, lo, (size_t)(end - hay));
+    next_up = up != lo ? memchr(hay, up, (size_t)(end - hay)) : NULL;
+    while (next_lo != NULL || next_up != NULL) {
+        int take_lo = next_up == NULL || (next_lo != NULL && next_lo < next_up);
+
+        at = take_lo ? next_lo : next_up;
         for (k = 1; k < m; k++) {
-            if (rules_ascii_lower(hay[i + k]) != (unsigned char)op->needle[k]) {
+            if (rules_ascii_lower(at[k]) != (unsigned char)op->needle[k]) {
                 break;
             }
         }
         if (k == m) {
             return 1;
+        }
+        if (take_lo) {
+            next_lo = memchr(at + 1, lo, (size_t)(end - at - 1));
+        } else {
+            next_up = memchr(at + 1, up, (size_t)(end - at - 1));
         }
     }
     return 0;

@@ -453,6 +453,28 @@ static void test_rules_regex_anchoring(void **state)
     EXPECT_MATCHES(test_call, cases);
 }
 
+/* ASCII needles take a byte-wise path: it must agree with the general one. */
+static void test_rules_contains_ascii(void **state)
+{
+    static const struct match_case cases[] = {
+        {"{ payload.report: { contains: \"chest\" } }", 1},
+        {"{ payload.report: { contains: \"PAIN.\" } }", 1},
+        {"{ payload.report: { contains: \"n. \" } }", 1},
+        {"{ payload.report: { contains: \"e 5\" } }", 1},
+        {"{ payload.report: { contains: \"5\" } }", 1},
+        {"{ payload.report: { contains: \"e 6\" } }", 0},
+        {"{ payload.report: { contains: \"paint\" } }", 0},
+        {"{ payload.report: { contains: \"c\" } }", 1},
+        {"{ payload.caller: { contains: \"+14155550123\" } }", 1},
+        {"{ payload.caller: { contains: \"+141555501234\" } }", 0},
+        {"{ payload.code: { contains: \"\" } }", 1},
+        {"{ \"payload.items[0].sku\": { contains: \"a-1\" } }", 1},
+    };
+
+    (void)state;
+    EXPECT_MATCHES(test_call, cases);
+}
+
 static void test_rules_contains_utf8(void **state)
 {
     static const struct match_case cases[] = {
@@ -1698,6 +1720,7 @@ int main(void)
         cmocka_unit_test(test_rules_type_strictness),
         cmocka_unit_test(test_rules_numeric_edges),
         cmocka_unit_test(test_rules_regex_anchoring),
+        cmocka_unit_test(test_rules_contains_ascii),
         cmocka_unit_test(test_rules_contains_utf8),
         cmocka_unit_test(test_rules_array_index_paths),
         cmocka_unit_test(test_rules_combinators),
