@@ -1257,4 +1257,6 @@ void sb_config_describe(const struct sb_config *cfg, FILE *out)
     }
     fprintf(out, "  spool:     %s (retention %" PRIu64 "s)\n", cfg->spool_path,
             cfg->retention_ms / 1000);
+    fprintf(out, "  outputs:   %zu, schedules: %zu, rules: %zu\n",
+            cfg->output_count, cfg->schedule_count, sb_rules_count(cfg->rules));
 }
