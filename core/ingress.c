@@ -294,9 +294,8 @@ static enum MHD_Result ingress_submit(struct ingress_request *req)
     rc = sb_spool_submit(req->ingress->spool, req->event, ingress_committed,
                          req);
     if (rc != SB_OK) {
-        req->commit_rc = rc;
-        req->stage = INGRESS_COMMITTED;
-        MHD_resume_connection(req->conn);
+        /* Refused without a commit (queue full): answer as a failed one. */
+        ingress_committed(req, rc);
     }
     return MHD_YES;
 }
