@@ -23,6 +23,8 @@
 #include <gnutls/gnutls.h>
 #include <yaml.h>
 
+#include "plugin_config.h"
+#include "plugin_host.h"
 #include "schedule.h"
 #include "yml.h"
 
@@ -36,11 +38,19 @@
 #define CFG_DURATION_EXPECTED \
     "bad duration; expected numbers with units ms, s, m, h, d (30s, 1h30m)"
 #define CFG_DEFAULT_RETENTION (7ULL * 24 * 3600 * 1000)
+/* Per output: a day of retries, ending ten minutes apart. */
+#define CFG_DEFAULT_RETRY                                         \
+    {                                                             \
+        .max_attempts = 12, .initial_ms = 1000,                   \
+        .max_delay_ms = 10 * 60 * 1000, .max_age_ms = 86400000ULL \
+    }
+#define CFG_DEFAULT_CONCURRENCY 4
 
 struct cfg_ctx {
     struct sb_yml *y;
     struct sb_config *cfg;
-    yaml_node_t *rules; /* compiled last: it names outputs and schedules */
+    yaml_node_t *outputs; /* read once plugins.dir is known */
+    yaml_node_t *rules;   /* compiled last: it names outputs and schedules */
 };
 
 struct cfg_key;
@@ -646,46 +656,6 @@ static enum sb_status cfg_apply_schedules(struct cfg_ctx *ctx,
                              cfg_add_schedule);
 }
 
-/*
- * A plugin key's value: every scalar in it is expanded, so an unset
- * ${VAR} is reported here. The values are the plugin's to read.
- */
-static enum sb_status cfg_check_plugin_value(struct cfg_ctx *ctx,
-                                             yaml_node_t *node)
-{
-    yaml_node_item_t *item;
-    yaml_node_pair_t *pair;
-    enum sb_status rc = SB_OK;
-    char *text = NULL;
-
-    if (node->type == YAML_SCALAR_NODE) {
-        rc = sb_yml_scalar(ctx->y, node, "value", &text);
-        if (text != NULL) {
-            explicit_bzero(text, strlen(text));
-        }
-        free(text);
-        return rc;
-    }
-    if (node->type == YAML_SEQUENCE_NODE) {
-        for (item = node->data.sequence.items.start;
-             item < node->data.sequence.items.top; item++) {
-            enum sb_status step =
-                cfg_check_plugin_value(ctx, sb_yml_node(ctx->y, *item));
-
-            rc = step != SB_OK ? step : rc;
-        }
-        return rc;
-    }
-    for (pair = node->data.mapping.pairs.start;
-         pair < node->data.mapping.pairs.top; pair++) {
-        enum sb_status step =
-            cfg_check_plugin_value(ctx, sb_yml_node(ctx->y, pair->value));
-
-        rc = step != SB_OK ? step : rc;
-    }
-    return rc;
-}
-
 static enum sb_status cfg_output_template(struct cfg_ctx *ctx,
                                           yaml_node_t *node, const char *field,
                                           struct sb_template **out)
@@ -738,6 +708,18 @@ static enum sb_status cfg_output_number(struct cfg_ctx *ctx, yaml_node_t *node,
     return rc;
 }
 
+static enum sb_status cfg_output_concurrency(struct cfg_ctx *ctx,
+                                             yaml_node_t *node, uint64_t *out)
+{
+    enum sb_status rc = cfg_output_number(ctx, node, "concurrency", 0, out);
+
+    if (rc == SB_OK && *out > SB_OUTPUT_MAX_CONCURRENCY) {
+        return sb_yml_fail(ctx->y, node, "concurrency: at most %d",
+                           SB_OUTPUT_MAX_CONCURRENCY);
+    }
+    return rc;
+}
+
 static enum sb_status cfg_output_retry(struct cfg_ctx *ctx, yaml_node_t *node,
                                        struct sb_retry_policy *retry)
 {
@@ -771,113 +753,76 @@ static enum sb_status cfg_output_retry(struct cfg_ctx *ctx, yaml_node_t *node,
     return rc;
 }
 
-/* Names every key an output of `kind` accepts, in the error. */
-static enum sb_status cfg_output_unknown_key(struct cfg_ctx *ctx,
-                                             yaml_node_t *key,
-                                             const struct sb_output_kind *kind)
-{
-    char keys[512] = "plugin, retry, concurrency";
-    size_t len = strlen(keys);
-    size_t i;
-
-    for (i = 0; kind->keys[i] != NULL && len < sizeof(keys); i++) {
-        len += (size_t)snprintf(keys + len, sizeof(keys) - len, ", %s",
-                                kind->keys[i]);
-    }
-    for (i = 0; i < kind->field_count && len < sizeof(keys); i++) {
-        len += (size_t)snprintf(keys + len, sizeof(keys) - len, ", %s",
-                                kind->fields[i].name);
-    }
-    return sb_yml_fail(ctx->y, key,
-                       "unknown key \"%s\" for plugin %s; expected one of %s",
-                       sb_yml_text(key), kind->name, keys);
-}
-
-/* One key of an output: common, a plugin key, or a template field. */
+/* The router's own keys of an output, and a template field of its plugin. */
 static enum sb_status cfg_output_key(struct cfg_ctx *ctx, struct sb_output *o,
                                      yaml_node_t *key, yaml_node_t *value)
 {
     const char *name = sb_yml_text(key);
     int field;
-    size_t i;
 
-    if (strcmp(name, "plugin") == 0) {
-        return SB_OK; /* read first, by cfg_add_output */
+    if (name == NULL || strcmp(name, "plugin") == 0) {
+        return SB_OK; /* read first, by cfg_output_kind */
     }
     if (strcmp(name, "retry") == 0) {
         return cfg_output_retry(ctx, value, &o->retry);
     }
     if (strcmp(name, "concurrency") == 0) {
-        return cfg_output_number(ctx, value, name, 0, &o->concurrency);
+        return cfg_output_concurrency(ctx, value, &o->concurrency);
     }
     field = sb_output_field_index(o->kind, name);
     if (field >= 0) {
         return cfg_output_template(ctx, value, name, &o->defaults[field]);
     }
-    for (i = 0; o->kind->keys[i] != NULL; i++) {
-        if (strcmp(o->kind->keys[i], name) == 0) {
-            return cfg_check_plugin_value(ctx, value);
-        }
-    }
-    return cfg_output_unknown_key(ctx, key, o->kind);
+    return SB_OK; /* the plugin's: read by its create() */
 }
 
 static enum sb_status cfg_output_kind(struct cfg_ctx *ctx, yaml_node_t *node,
                                       struct sb_output *o)
 {
     yaml_node_pair_t *pair;
+    struct sb_error why;
     char *name = NULL;
     enum sb_status rc;
 
     for (pair = node->data.mapping.pairs.start;
          pair < node->data.mapping.pairs.top; pair++) {
         const char *k = sb_yml_text(sb_yml_node(ctx->y, pair->key));
+        yaml_node_t *v = sb_yml_node(ctx->y, pair->value);
 
-        if (k != NULL && strcmp(k, "plugin") == 0) {
-            yaml_node_t *v = sb_yml_node(ctx->y, pair->value);
-
-            rc = sb_yml_scalar(ctx->y, v, "plugin", &name);
-            if (rc != SB_OK) {
-                return rc;
-            }
-            o->kind = sb_output_kind_find(name);
-            free(name);
-            if (o->kind == NULL) {
-                return sb_yml_fail(ctx->y, v,
-                                   "unknown plugin; expected one of %s",
-                                   sb_output_kind_names());
-            }
-            return SB_OK;
+        if (k == NULL || strcmp(k, "plugin") != 0) {
+            continue;
         }
+        rc = sb_yml_scalar(ctx->y, v, "plugin", &name);
+        if (rc != SB_OK) {
+            return rc;
+        }
+        sb_error_clear(&why);
+        rc = sb_plugins_find(ctx->cfg->plugins, name, &o->kind, &why);
+        free(name);
+        if (rc == SB_ERR_INVALID) {
+            return sb_yml_fail(ctx->y, v, "%s", why.msg);
+        }
+        return rc;
     }
     return sb_yml_fail(ctx->y, node, "output: expected plugin: NAME");
 }
 
-/* Whether every key `kind` requires is present in `node`. */
-static enum sb_status cfg_output_required(struct cfg_ctx *ctx,
-                                          yaml_node_t *name, yaml_node_t *node,
-                                          const struct sb_output_kind *kind)
+/*
+ * Copies the keys the plugin reads itself into its config tree: all but
+ * the router's own and the plugin's template fields.
+ */
+static enum sb_status cfg_output_plugin_keys(struct cfg_ctx *ctx,
+                                             yaml_node_t *node,
+                                             struct sb_output *o)
 {
-    enum sb_status rc = SB_OK;
+    const char *skip[SB_OUTPUT_MAX_FIELDS + 4] = {"plugin", "retry",
+                                                  "concurrency"};
     size_t i;
 
-    for (i = 0; kind->required[i] != NULL; i++) {
-        yaml_node_pair_t *pair;
-        int found = 0;
-
-        for (pair = node->data.mapping.pairs.start;
-             pair < node->data.mapping.pairs.top; pair++) {
-            const char *k = sb_yml_text(sb_yml_node(ctx->y, pair->key));
-
-            found |= k != NULL && strcmp(k, kind->required[i]) == 0;
-        }
-        if (!found) {
-            rc = sb_yml_fail(ctx->y, name,
-                             "output \"%s\": plugin %s requires %s",
-                             sb_yml_text(name), kind->name, kind->required[i]);
-        }
+    for (i = 0; i < o->kind->field_count; i++) {
+        skip[3 + i] = o->kind->fields[i].name;
     }
-    return rc;
+    return sb_plugin_config_build(ctx->y, node, skip, &o->plugin_config);
 }
 
 static enum sb_status cfg_output_defaults(struct sb_output *o)
@@ -913,14 +858,15 @@ static enum sb_status cfg_add_output(struct cfg_ctx *ctx, yaml_node_t *name,
         return SB_ERR_NOMEM;
     }
     ctx->cfg->output_count++;
-    o->concurrency = 1;
+    o->concurrency = CFG_DEFAULT_CONCURRENCY;
+    o->retry = (struct sb_retry_policy)CFG_DEFAULT_RETRY;
     rc = cfg_output_kind(ctx, node, o);
     if (rc != SB_OK) {
         return rc;
     }
-    rc = cfg_output_required(ctx, name, node, o->kind);
+    rc = cfg_output_plugin_keys(ctx, node, o);
     for (pair = node->data.mapping.pairs.start;
-         pair < node->data.mapping.pairs.top; pair++) {
+         rc != SB_ERR_NOMEM && pair < node->data.mapping.pairs.top; pair++) {
         enum sb_status step =
             cfg_output_key(ctx, o, sb_yml_node(ctx->y, pair->key),
                            sb_yml_node(ctx->y, pair->value));
@@ -934,13 +880,30 @@ static enum sb_status cfg_apply_outputs(struct cfg_ctx *ctx,
                                         const struct cfg_key *key,
                                         yaml_node_t *node)
 {
-    ctx->cfg->outputs =
-        calloc(SB_CONFIG_MAX_OUTPUTS, sizeof(*ctx->cfg->outputs));
-    if (ctx->cfg->outputs == NULL) {
+    (void)key;
+    ctx->outputs = node;
+    return SB_OK;
+}
+
+/* Outputs need plugins.dir, wherever in the file it is: read after it. */
+static enum sb_status cfg_read_outputs(struct cfg_ctx *ctx)
+{
+    struct sb_config *cfg = ctx->cfg;
+    enum sb_status rc;
+
+    if (cfg->plugins_dir == NULL) {
+        cfg->plugins_dir = strdup(SB_PLUGINDIR);
+    }
+    cfg->outputs = calloc(SB_CONFIG_MAX_OUTPUTS, sizeof(*cfg->outputs));
+    if (cfg->plugins_dir == NULL || cfg->outputs == NULL) {
         return SB_ERR_NOMEM;
     }
-    return cfg_named_entries(ctx, node, key->name, SB_CONFIG_MAX_OUTPUTS,
-                             cfg_add_output);
+    rc = sb_plugins_new(cfg->plugins_dir, &cfg->plugins);
+    if (rc != SB_OK || ctx->outputs == NULL) {
+        return rc;
+    }
+    return cfg_named_entries(ctx, ctx->outputs, "outputs",
+                             SB_CONFIG_MAX_OUTPUTS, cfg_add_output);
 }
 
 static enum sb_status cfg_apply_rules(struct cfg_ctx *ctx,
@@ -1154,6 +1117,11 @@ static enum sb_status cfg_parse_document(struct cfg_ctx *ctx)
     if (rc == SB_ERR_NOMEM) {
         return rc;
     }
+    step = cfg_read_outputs(ctx);
+    if (step == SB_ERR_NOMEM) {
+        return step;
+    }
+    rc = step != SB_OK ? step : rc;
     step = cfg_compile_rules(ctx);
     if (step == SB_ERR_NOMEM) {
         return step;
@@ -1224,6 +1192,7 @@ void sb_config_free(struct sb_config *cfg)
         sb_output_cleanup(&cfg->outputs[i]);
     }
     free(cfg->outputs);
+    sb_plugins_free(cfg->plugins); /* after every instance is destroyed */
     for (i = 0; i < cfg->schedule_count; i++) {
         free(cfg->schedules[i].name);
     }

@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "output.h"
+#include "plugin_host.h"
 #include "rules.h"
 #include "status.h"
 
@@ -47,6 +48,7 @@ struct sb_config {
     char *plugins_dir;
     struct sb_named_schedule *schedules;
     size_t schedule_count;
+    struct sb_plugins *plugins; /* the loaded plugins the outputs use */
     struct sb_output *outputs;
     size_t output_count;
     struct sb_ruleset *rules; /* never NULL once loaded */

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The command line (SPEC §2): serve, check, events, version. Start-up
- * order for serve: config, spool (and its writer), admin, then the
- * webhook listener last, so nothing is accepted before it can be stored;
- * shutdown runs the other way and lets every begun request finish.
+ * The command line (SPEC §2): serve, check, test, events, replay,
+ * version. Start-up order for serve: config and output instances, spool
+ * (and its writer), dispatch, admin, then the webhook listener last, so
+ * nothing is accepted before it can be stored; shutdown runs the other
+ * way and lets every begun request and delivery finish.
  */
 #include "build_config.h"
 
@@ -13,9 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "admin.h"
 #include "config.h"
+#include "dispatch.h"
 #include "dryrun.h"
 #include "event.h"
 #include "ingress.h"
@@ -26,16 +32,20 @@
 #define EXIT_RUNTIME 2 /* could not run: port in use, spool unusable */
 
 #define MAIN_DRAIN_TIMEOUT_MS     15000
+#define MAIN_DISPATCH_GRACE_MS    10000
 #define MAIN_EVENTS_DEFAULT_LIMIT 50
+#define MAIN_MAX_IDS              1000
 
 struct main_args {
     const char *command;
     const char *config_path;
     size_t limit;
-    const char *event_path; /* test: a file, or "-" for stdin */
-    int json;               /* test --json */
-    int deliveries;         /* events --deliveries */
-    int fields;             /* events --fields */
+    const char *event_path;        /* test: a file, or "-" for stdin */
+    int json;                      /* test --json, events --json */
+    int deliveries;                /* events --deliveries */
+    int fields;                    /* events --fields */
+    struct sb_spool_filter filter; /* events and replay */
+    int64_t ids[MAIN_MAX_IDS];     /* replay --id */
 };
 
 static void main_usage(FILE *out)
@@ -44,12 +54,24 @@ static void main_usage(FILE *out)
         out,
         "usage: switchboard serve   [-c FILE]\n"
         "       switchboard check   [-c FILE]\n"
-        "       switchboard events  [-c FILE] [--limit N]\n"
+        "       switchboard test    [-c FILE] [--json] EVENT|-\n"
+        "       switchboard events  [-c FILE] [--limit N] [--state STATE]\n"
+        "                           [--output NAME] [--since T] [--until T]\n"
+        "                           [--deliveries] [--fields] [--json]\n"
+        "       switchboard replay  [-c FILE] [--id N]... [--output NAME]\n"
+        "                           [--since T] [--until T]\n"
         "       switchboard version\n"
         "\n"
-        "  -c, --config FILE  config file (default ./switchboard.yaml, "
-        "then /etc/switchboard/switchboard.yaml)\n"
-        "  --limit N          how many events to list (default 50, 0: all)\n");
+        "  -c, --config FILE  config file (default ./switchboard.yaml, then /etc/switchboard/switchboard.yaml)\n"
+        "  --limit N          how many events to list (default 50, 0: all)\n"
+        "  --state STATE      deliveries in this state: pending, delivered or dead\n"
+        "  --output NAME      deliveries to this output\n"
+        "  --since T          events received at or after T: a duration ago (2h) or RFC 3339\n"
+        "  --until T          events received before T (same forms)\n"
+        "  --id N             replay this delivery (repeatable)\n"
+        "  --deliveries       list each event's deliveries too\n"
+        "  --fields           ... with what each will send\n"
+        "  --json             one JSON object per line (events), or the dry run as JSON (test)\n");
 }
 
 static int main_exit_code(enum sb_status rc)
@@ -80,29 +102,137 @@ static int main_parse_limit(const char *text, size_t *out)
     return 0;
 }
 
+/*
+ * "2h" (that long ago) or RFC 3339 ("2026-12-03T18:27:47Z", with optional
+ * fraction and offset) to Unix milliseconds. Returns 0 or -1.
+ */
+static int main_parse_time(const char *text, int64_t *out_ms)
+{
+    struct tm tm;
+    uint64_t ago = 0;
+    struct sb_error err;
+    const char *p;
+    int64_t ms = 0;
+    int sign;
+    unsigned oh = 0;
+    unsigned om = 0;
+
+    if (sb_config_parse_duration(text, &ago, &err) == SB_OK) {
+        *out_ms = sb_spool_now_ms() - (int64_t)ago;
+        return 0;
+    }
+    memset(&tm, 0, sizeof(tm));
+    p = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (p == NULL) {
+        return -1;
+    }
+    if (*p == '.') {
+        int64_t scale = 100;
+
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            ms += (*p - '0') * scale;
+            scale /= 10;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+        sign = 0;
+    } else if ((*p == '+' || *p == '-') &&
+               sscanf(p + 1, "%2u:%2u", &oh, &om) == 2 && oh < 24 && om < 60) {
+        sign = *p == '+' ? 1 : -1;
+        p += 6;
+    } else {
+        return -1;
+    }
+    if (*p != '\0') {
+        return -1;
+    }
+    *out_ms =
+        ((int64_t)timegm(&tm) - sign * (int64_t)(oh * 3600 + om * 60)) * 1000 +
+        ms;
+    return 0;
+}
+
+static int main_parse_state(const char *text)
+{
+    return strcmp(text, "pending") == 0 || strcmp(text, "delivered") == 0 ||
+           strcmp(text, "dead") == 0;
+}
+
+/*
+ * Takes the option at argv[*i] if it is one of the filters of events and
+ * replay, with its value. Returns 1 when taken, 0 when it is not a
+ * filter, -1 after printing what was wrong with its value.
+ */
+static int main_parse_filter(int argc, char **argv, int *i,
+                             struct main_args *args)
+{
+    struct sb_spool_filter *f = &args->filter;
+    const char *opt = argv[*i];
+    const char *value = *i + 1 < argc ? argv[*i + 1] : NULL;
+    int ok;
+
+    if (strcmp(opt, "--limit") == 0) {
+        ok = value != NULL && main_parse_limit(value, &args->limit) == 0;
+    } else if (strcmp(opt, "--state") == 0) {
+        ok = value != NULL && main_parse_state(value);
+        f->state = value;
+    } else if (strcmp(opt, "--output") == 0) {
+        ok = value != NULL && value[0] != '\0';
+        f->output = value;
+    } else if (strcmp(opt, "--since") == 0) {
+        ok = value != NULL && main_parse_time(value, &f->since_ms) == 0;
+    } else if (strcmp(opt, "--until") == 0) {
+        ok = value != NULL && main_parse_time(value, &f->until_ms) == 0;
+    } else if (strcmp(opt, "--id") == 0) {
+        size_t id = 0;
+
+        ok = value != NULL && main_parse_limit(value, &id) == 0 && id > 0 &&
+             f->id_count < MAIN_MAX_IDS;
+        if (ok) {
+            args->ids[f->id_count++] = (int64_t)id;
+        }
+    } else {
+        return 0;
+    }
+    if (!ok) {
+        fprintf(
+            stderr, "switchboard: %s needs %s\n", opt,
+            strcmp(opt, "--state") == 0 ? "pending, delivered or dead"
+            : strcmp(opt, "--since") == 0 || strcmp(opt, "--until") == 0
+                ? "a duration ago (2h) or an RFC 3339 time (2026-12-03T18:00:00Z)"
+            : strcmp(opt, "--id") == 0
+                ? "a delivery id (a positive number; at most 1000 of them)"
+            : strcmp(opt, "--output") == 0 ? "an output name"
+                                           : "a number");
+        return -1;
+    }
+    (*i)++;
+    return 1;
+}
+
 /* Returns 0, or -1 after printing what was wrong. */
 static int main_parse_args(int argc, char **argv, struct main_args *args)
 {
     int i;
 
+    memset(args, 0, sizeof(*args));
     args->command = argc > 1 ? argv[1] : NULL;
-    args->config_path = NULL;
     args->limit = MAIN_EVENTS_DEFAULT_LIMIT;
-    args->event_path = NULL;
-    args->json = 0;
-    args->deliveries = 0;
-    args->fields = 0;
+    args->filter.ids = args->ids;
     for (i = 2; i < argc; i++) {
         const char *a = argv[i];
+        int taken;
 
         if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) &&
             i + 1 < argc) {
             args->config_path = argv[++i];
         } else if (strncmp(a, "--config=", 9) == 0) {
             args->config_path = a + 9;
-        } else if (strcmp(a, "--limit") == 0 && i + 1 < argc &&
-                   main_parse_limit(argv[i + 1], &args->limit) == 0) {
-            i++;
+        } else if ((taken = main_parse_filter(argc, argv, &i, args)) != 0) {
+            if (taken < 0) {
+                return -1;
+            }
         } else if (strcmp(a, "--json") == 0) {
             args->json = 1;
         } else if (strcmp(a, "--deliveries") == 0) {
@@ -121,6 +251,11 @@ static int main_parse_args(int argc, char **argv, struct main_args *args)
     if (args->config_path == NULL) {
         args->config_path = sb_config_default_path();
     }
+    /* A delivery filter is about deliveries: show them. */
+    if (args->filter.state != NULL || args->filter.output != NULL) {
+        args->deliveries = 1;
+    }
+    args->filter.limit = args->limit;
     return 0;
 }
 
@@ -154,6 +289,27 @@ static int main_load(const char *path, struct sb_config **out_cfg)
     return 0;
 }
 
+/*
+ * Creates every output's plugin instance. With `check_only` (check, test)
+ * the plugins only validate their keys and nothing is opened. Prints
+ * every problem; returns 0 or an exit code.
+ */
+static int main_open_outputs(struct sb_config *cfg, int check_only)
+{
+    static struct sb_errors errs; /* large; main's thread only */
+    size_t i;
+
+    sb_errors_clear(&errs);
+    for (i = 0; i < cfg->output_count; i++) {
+        sb_output_open(&cfg->outputs[i], check_only, &errs);
+    }
+    if (sb_errors_total(&errs) > 0) {
+        main_print_errors(&errs);
+        return EXIT_INVALID;
+    }
+    return 0;
+}
+
 /* ---- check ----------------------------------------------------------------
  */
 
@@ -162,13 +318,15 @@ static int main_check(const struct main_args *args)
     struct sb_config *cfg = NULL;
     int code = main_load(args->config_path, &cfg);
 
-    if (code != 0) {
-        return code;
+    if (code == 0) {
+        code = main_open_outputs(cfg, 1);
     }
-    printf("%s: ok\n", cfg->source);
-    sb_config_describe(cfg, stdout);
+    if (code == 0) {
+        printf("%s: ok\n", cfg->source);
+        sb_config_describe(cfg, stdout);
+    }
     sb_config_free(cfg);
-    return 0;
+    return code;
 }
 
 /* ---- events ---------------------------------------------------------------
@@ -177,75 +335,222 @@ static int main_check(const struct main_args *args)
 struct main_events_ctx {
     const struct main_args *args;
     struct sb_spool *spool;
+    cJSON *deliveries; /* --json: the current event's list */
+    int failed;
 };
 
-static void main_print_delivery(void *arg, const struct sb_spool_delivery *d)
+static void main_print_delivery(const struct main_args *args,
+                                const struct sb_spool_delivery *d)
 {
-    const struct main_args *args = arg;
     char next[SB_EVENT_TIME_LEN + 1];
 
     sb_event_format_time(d->next_at_ms, next);
-    printf("    delivery %-6lld %-20s rule=%s state=%s attempts=%lld "
-           "next=%s%s%s\n",
-           (long long)d->id, d->output, d->rule, d->state,
-           (long long)d->attempts, next,
-           d->last_error != NULL ? " last_error=" : "",
-           d->last_error != NULL ? d->last_error : "");
+    printf(
+        "    delivery %-6lld %-20s rule=%s state=%s attempts=%lld next=%s%s%s\n",
+        (long long)d->id, d->output, d->rule, d->state, (long long)d->attempts,
+        next, d->last_error != NULL ? " last_error=" : "",
+        d->last_error != NULL ? d->last_error : "");
     if (args->fields) {
         printf("      fields %s\n", d->fields);
     }
 }
 
-static void main_print_row(void *arg, const struct sb_spool_row *row)
+static void main_add_delivery_json(cJSON *list,
+                                   const struct sb_spool_delivery *d,
+                                   int with_fields)
+{
+    char next[SB_EVENT_TIME_LEN + 1];
+    cJSON *o = cJSON_CreateObject();
+
+    if (o == NULL) {
+        return;
+    }
+    sb_event_format_time(d->next_at_ms, next);
+    cJSON_AddNumberToObject(o, "id", (double)d->id);
+    cJSON_AddStringToObject(o, "output", d->output);
+    cJSON_AddStringToObject(o, "rule", d->rule);
+    cJSON_AddStringToObject(o, "state", d->state);
+    cJSON_AddNumberToObject(o, "attempts", (double)d->attempts);
+    cJSON_AddStringToObject(o, "next_at", next);
+    if (d->last_error != NULL) {
+        cJSON_AddStringToObject(o, "last_error", d->last_error);
+    } else {
+        cJSON_AddNullToObject(o, "last_error");
+    }
+    if (with_fields) {
+        cJSON_AddItemToObject(o, "fields", cJSON_Parse(d->fields));
+    }
+    cJSON_AddItemToArray(list, o);
+}
+
+static void main_on_delivery(void *arg, const struct sb_spool_delivery *d)
 {
     struct main_events_ctx *ctx = arg;
+
+    if (ctx->deliveries != NULL) {
+        main_add_delivery_json(ctx->deliveries, d, ctx->args->fields);
+    } else {
+        main_print_delivery(ctx->args, d);
+    }
+}
+
+static void main_print_row_text(const struct sb_spool_row *row)
+{
     char when[SB_EVENT_TIME_LEN + 1];
     char summary[96];
-    struct sb_error err;
 
     sb_event_format_time(row->received_ms, when);
     if (row->pending + row->delivered + row->dead == 0) {
         snprintf(summary, sizeof(summary), "none");
     } else {
         snprintf(summary, sizeof(summary),
-                 "%zu pending, %zu delivered, "
-                 "%zu dead",
-                 row->pending, row->delivered, row->dead);
+                 "%zu pending, %zu delivered, %zu dead", row->pending,
+                 row->delivered, row->dead);
     }
     printf("%-26s  %-24s  %-24s  %s\n", row->id, when, row->event_type,
            summary);
-    if (ctx->args->deliveries) {
-        sb_spool_list_deliveries(ctx->spool, row->id, main_print_delivery,
-                                 (void *)ctx->args, &err);
+}
+
+/* --json: {id, received_at, event_type, deliveries: [...]} on one line. */
+static void main_print_row_json(struct main_events_ctx *ctx,
+                                const struct sb_spool_row *row)
+{
+    char when[SB_EVENT_TIME_LEN + 1];
+    struct sb_error err;
+    cJSON *o = cJSON_CreateObject();
+    char *line;
+
+    if (o == NULL) {
+        ctx->failed = 1;
+        return;
     }
+    sb_event_format_time(row->received_ms, when);
+    cJSON_AddStringToObject(o, "id", row->id);
+    cJSON_AddStringToObject(o, "received_at", when);
+    cJSON_AddStringToObject(o, "event_type", row->event_type);
+    ctx->deliveries = cJSON_AddArrayToObject(o, "deliveries");
+    if (ctx->deliveries != NULL &&
+        sb_spool_list_deliveries(ctx->spool, row->id, &ctx->args->filter,
+                                 main_on_delivery, ctx, &err) != SB_OK) {
+        main_print_error(&err);
+        ctx->failed = 1;
+    }
+    ctx->deliveries = NULL;
+    line = cJSON_PrintUnformatted(o);
+    if (line != NULL) {
+        printf("%s\n", line);
+        free(line);
+    } else {
+        ctx->failed = 1;
+    }
+    cJSON_Delete(o);
+}
+
+static void main_on_row(void *arg, const struct sb_spool_row *row)
+{
+    struct main_events_ctx *ctx = arg;
+    struct sb_error err;
+
+    if (ctx->args->json) {
+        main_print_row_json(ctx, row);
+        return;
+    }
+    main_print_row_text(row);
+    if (ctx->args->deliveries &&
+        sb_spool_list_deliveries(ctx->spool, row->id, &ctx->args->filter,
+                                 main_on_delivery, ctx, &err) != SB_OK) {
+        main_print_error(&err);
+        ctx->failed = 1;
+    }
+}
+
+/* Opens the spool of the config at args->config_path for events/replay. */
+static int main_open_spool(const struct main_args *args, struct sb_config **cfg,
+                           struct sb_spool **spool)
+{
+    struct sb_error err;
+    enum sb_status rc;
+    int code = main_load(args->config_path, cfg);
+
+    if (code != 0) {
+        return code;
+    }
+    sb_error_clear(&err);
+    rc = sb_spool_open(*cfg, SB_SPOOL_READ, spool, &err);
+    if (rc != SB_OK) {
+        main_print_error(&err);
+        return main_exit_code(rc);
+    }
+    return 0;
 }
 
 static int main_events(const struct main_args *args)
 {
     struct sb_config *cfg = NULL;
     struct sb_spool *spool = NULL;
+    struct main_events_ctx ctx = {.args = args};
     struct sb_error err;
-    enum sb_status rc;
-    int code = main_load(args->config_path, &cfg);
+    enum sb_status rc = SB_OK;
+    int code = main_open_spool(args, &cfg, &spool);
 
-    if (code != 0) {
-        return code;
-    }
-    sb_error_clear(&err);
-    rc = sb_spool_open(cfg, SB_SPOOL_READ, &spool, &err);
-    if (rc == SB_OK) {
-        printf("%-26s  %-24s  %-24s  %s\n", "ID", "RECEIVED_AT", "EVENT_TYPE",
-               "DELIVERIES");
-        struct main_events_ctx ctx = {.args = args, .spool = spool};
-
-        rc = sb_spool_list(spool, args->limit, main_print_row, &ctx, &err);
-    }
-    if (rc != SB_OK) {
-        main_print_error(&err);
+    if (code == 0) {
+        if (!args->json) {
+            printf("%-26s  %-24s  %-24s  %s\n", "ID", "RECEIVED_AT",
+                   "EVENT_TYPE", "DELIVERIES");
+        }
+        ctx.spool = spool;
+        sb_error_clear(&err);
+        rc = sb_spool_list(spool, &args->filter, main_on_row, &ctx, &err);
+        if (rc != SB_OK) {
+            main_print_error(&err);
+            code = main_exit_code(rc);
+        } else if (ctx.failed) {
+            code = EXIT_RUNTIME;
+        }
     }
     sb_spool_free(spool);
     sb_config_free(cfg);
-    return rc == SB_OK ? 0 : main_exit_code(rc);
+    return code;
+}
+
+/* ---- replay ---------------------------------------------------------------
+ */
+
+static int main_replay(const struct main_args *args)
+{
+    const struct sb_spool_filter *f = &args->filter;
+    struct sb_config *cfg = NULL;
+    struct sb_spool *spool = NULL;
+    struct sb_error err;
+    size_t count = 0;
+    enum sb_status rc;
+    int code;
+
+    /* Re-queueing every dead delivery ever must be asked for by name. */
+    if (f->id_count == 0 && f->output == NULL && f->since_ms == 0) {
+        fprintf(
+            stderr,
+            "switchboard: replay needs --id N, --output NAME or --since T (with --until T)\n");
+        return EXIT_INVALID;
+    }
+    if (f->state != NULL && strcmp(f->state, "dead") != 0) {
+        fprintf(stderr, "switchboard: replay re-queues dead deliveries only\n");
+        return EXIT_INVALID;
+    }
+    code = main_open_spool(args, &cfg, &spool);
+    if (code == 0) {
+        sb_error_clear(&err);
+        rc = sb_spool_replay(spool, f, &count, &err);
+        if (rc != SB_OK) {
+            main_print_error(&err);
+            code = main_exit_code(rc);
+        } else {
+            printf("%zu dead deliveries re-queued\n", count);
+        }
+    }
+    sb_spool_free(spool);
+    sb_config_free(cfg);
+    return code;
 }
 
 /* ---- test -----------------------------------------------------------------
@@ -297,6 +602,9 @@ static int main_test(const struct main_args *args)
     }
     code = main_load(args->config_path, &cfg);
     if (code == 0) {
+        code = main_open_outputs(cfg, 1);
+    }
+    if (code == 0) {
         code = main_read_event(args->event_path, cfg->max_body, &body, &len);
     }
     if (code == 0) {
@@ -330,7 +638,7 @@ static void main_block_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static void main_wait_for_stop(const sigset_t *set)
+static void main_wait_for_stop(const sigset_t *set, struct sb_dispatch *d)
 {
     int sig = 0;
 
@@ -339,9 +647,11 @@ static void main_wait_for_stop(const sigset_t *set)
             continue;
         }
         if (sig == SIGHUP) {
-            SB_LOG_WARN(
+            /* What logrotate needs; re-reading the config comes later. */
+            sb_dispatch_reopen(d);
+            SB_LOG_INFO(
                 "main",
-                "msg=\"SIGHUP ignored: no reload yet; restart instead\"");
+                "msg=\"SIGHUP: output files reopened; the config is not re-read (restart to change it)\"");
             continue;
         }
         SB_LOG_INFO("main",
@@ -351,38 +661,67 @@ static void main_wait_for_stop(const sigset_t *set)
     }
 }
 
+/* What serve runs, in start order. */
+struct main_server {
+    struct sb_spool *spool;
+    struct sb_dispatch *dispatch;
+    struct sb_admin *admin;
+    struct sb_ingress *ingress;
+};
+
 static enum sb_status main_start(const struct sb_config *cfg,
-                                 struct sb_spool **spool,
-                                 struct sb_admin **admin,
-                                 struct sb_ingress **ingress,
-                                 struct sb_error *err)
+                                 struct main_server *s, struct sb_error *err)
 {
-    enum sb_status rc = sb_spool_open(cfg, SB_SPOOL_SERVE, spool, err);
+    enum sb_status rc = sb_spool_open(cfg, SB_SPOOL_SERVE, &s->spool, err);
 
     if (rc == SB_OK) {
-        rc = sb_spool_start(*spool);
+        rc = sb_dispatch_new(cfg, s->spool, &s->dispatch, err);
+    }
+    if (rc == SB_OK) {
+        rc = sb_spool_start(s->spool);
         if (rc != SB_OK) {
             sb_error_set(err, "cannot start the spool writer thread");
         }
     }
+    if (rc == SB_OK) {
+        rc = sb_dispatch_start(s->dispatch, err);
+    }
     if (rc == SB_OK && cfg->admin_enabled) {
-        rc = sb_admin_start(cfg, *spool, admin, err);
+        rc = sb_admin_start(cfg, s->spool, &s->admin, err);
     }
     if (rc == SB_OK) {
-        rc = sb_ingress_start(cfg, *spool, ingress, err);
+        rc = sb_ingress_start(cfg, s->spool, &s->ingress, err);
     }
     return rc;
+}
+
+/*
+ * Stops in reverse order: no new requests, requests in flight answered,
+ * deliveries under way finished and their outcomes committed, spool
+ * closed. Returns how many deliveries were abandoned inside a plugin.
+ */
+static size_t main_stop(struct main_server *s)
+{
+    size_t abandoned;
+
+    sb_ingress_free(s->ingress);
+    abandoned = sb_dispatch_stop(s->dispatch, MAIN_DISPATCH_GRACE_MS);
+    sb_admin_free(s->admin);
+    sb_spool_free(s->spool);
+    if (abandoned == 0) {
+        sb_dispatch_free(s->dispatch);
+    }
+    return abandoned;
 }
 
 static int main_serve(const struct main_args *args)
 {
     struct sb_config *cfg = NULL;
-    struct sb_spool *spool = NULL;
-    struct sb_admin *admin = NULL;
-    struct sb_ingress *ingress = NULL;
+    struct main_server server = {0};
     struct sb_error err;
     sigset_t stop_signals;
     enum sb_status rc;
+    size_t abandoned;
     int code = main_load(args->config_path, &cfg);
 
     if (code != 0) {
@@ -390,8 +729,13 @@ static int main_serve(const struct main_args *args)
     }
     sb_log_set_level(cfg->log_level);
     main_block_signals(&stop_signals);
+    code = main_open_outputs(cfg, 0);
+    if (code != 0) {
+        sb_config_free(cfg);
+        return code;
+    }
     sb_error_clear(&err);
-    rc = main_start(cfg, &spool, &admin, &ingress, &err);
+    rc = main_start(cfg, &server, &err);
     if (rc != SB_OK) {
         char text[1024];
 
@@ -400,21 +744,31 @@ static int main_serve(const struct main_args *args)
         code = main_exit_code(rc == SB_ERR_INVALID ? SB_ERR_IO : rc);
         goto out;
     }
-    SB_LOG_INFO("main",
-                "version=%s addr=%s:%u tls=%s path=%s admin=%s "
-                "msg=\"listening\"",
-                PACKAGE_VERSION, cfg->listen.host, cfg->listen.port,
-                cfg->tls_cert_pem ? "on" : "off", cfg->path,
-                cfg->admin_enabled ? "on" : "off");
-    main_wait_for_stop(&stop_signals);
-    if (sb_ingress_drain(ingress, MAIN_DRAIN_TIMEOUT_MS) > 0) {
+    SB_LOG_INFO(
+        "main",
+        "version=%s addr=%s:%u tls=%s path=%s admin=%s outputs=%zu msg=\"listening\"",
+        PACKAGE_VERSION, cfg->listen.host, cfg->listen.port,
+        cfg->tls_cert_pem ? "on" : "off", cfg->path,
+        cfg->admin_enabled ? "on" : "off", cfg->output_count);
+    main_wait_for_stop(&stop_signals, server.dispatch);
+    if (sb_ingress_drain(server.ingress, MAIN_DRAIN_TIMEOUT_MS) > 0) {
         SB_LOG_ERROR("main", "msg=\"requests still unanswered at shutdown\"");
     }
 
 out:
-    sb_ingress_free(ingress);
-    sb_admin_free(admin);
-    sb_spool_free(spool);
+    abandoned = main_stop(&server);
+    if (abandoned > 0) {
+        /*
+         * A plugin is stuck in deliver(): its instance cannot be destroyed
+         * under it. Everything owed is committed; those deliveries stay
+         * pending for the next start.
+         */
+        SB_LOG_ERROR(
+            "main",
+            "abandoned=%zu msg=\"deliveries still running after the grace period; they stay pending\"",
+            abandoned);
+        _exit(code);
+    }
     sb_config_free(cfg);
     if (code == 0) {
         SB_LOG_INFO("main", "msg=\"stopped\"");
@@ -445,6 +799,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(args.command, "events") == 0) {
         return main_events(&args);
+    }
+    if (strcmp(args.command, "replay") == 0) {
+        return main_replay(&args);
     }
     if (strcmp(args.command, "version") == 0) {
         printf("switchboard %s\n", PACKAGE_VERSION);

@@ -1,95 +1,94 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The built-in output kinds (SPEC §8's table) and the event envelope that
- * the file and http outputs send by default.
- *
- * LIMIT: the kinds are a table compiled into the router, not descriptors
- * read from loaded plugins. Matters when: a user names a plugin of their
- * own. Until then: such a name is refused by `check` with the list of
- * known kinds, so nothing is accepted that cannot be honoured.
+ * Outputs: the router's view of a loaded plugin (its fields and their
+ * escaping), an output's instance from create() to destroy(), the logging
+ * service plugins get, and the event envelope the file and http outputs
+ * send by default.
  */
 #include "build_config.h"
 
 #include "output.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const output_file_keys[] = {"path", "fsync", NULL};
-static const char *const output_file_required[] = {"path", NULL};
-static const char *const output_no_secrets[] = {NULL};
+#include "log.h"
+#include "plugin_config.h"
 
-static const char *const output_slack_keys[] = {"webhook_url", "channel",
-                                                "username", "icon_emoji", NULL};
-static const char *const output_slack_required[] = {"webhook_url", NULL};
-static const char *const output_slack_secrets[] = {"webhook_url", NULL};
+/* The smallest descriptor we accept: everything up to destroy(). */
+#define OUTPUT_DESCRIPTOR_MIN                         \
+    (offsetof(struct sb_plugin_descriptor, destroy) + \
+     sizeof(((struct sb_plugin_descriptor *)0)->destroy))
 
-static const char *const output_smtp_keys[] = {
-    "url", "starttls", "username", "password", "from", "to", "cc", NULL};
-static const char *const output_smtp_required[] = {"url", "from", "to", NULL};
-static const char *const output_smtp_secrets[] = {"password", NULL};
+static enum sb_status output_kind_field(struct sb_output_field *field,
+                                        const struct sb_plugin_field *from,
+                                        struct sb_error *err)
+{
+    struct sb_template *tpl = NULL;
+    struct sb_error why;
 
-static const char *const output_sms_keys[] = {
-    "provider", "account_sid", "auth_token", "from",   "to", "base_url",
-    "url",      "method",      "headers",    "format", NULL};
-static const char *const output_sms_required[] = {"provider", NULL};
-static const char *const output_sms_secrets[] = {"auth_token", NULL};
+    if (from->name == NULL || from->name[0] == '\0') {
+        sb_error_set(err, "a template field has no name");
+        return SB_ERR_INVALID;
+    }
+    if ((unsigned)from->escape > SB_PLUGIN_ESCAPE_HEADER) {
+        sb_error_set(err, "field \"%s\": unknown escaping %u", from->name,
+                     (unsigned)from->escape);
+        return SB_ERR_INVALID;
+    }
+    if (from->default_template != NULL) {
+        if (sb_template_parse(from->default_template, &tpl, &why) != SB_OK) {
+            sb_error_set(err, "field \"%s\": default template: %s", from->name,
+                         why.msg);
+            return SB_ERR_INVALID;
+        }
+        sb_template_free(tpl);
+    }
+    field->name = from->name;
+    field->default_text = from->default_template;
+    /* The two enums list the same modes in the same order. */
+    field->escape = (enum sb_escape)from->escape;
+    return SB_OK;
+}
 
-static const char *const output_http_keys[] = {"url", "method", "headers",
-                                               "signing_secret", NULL};
-static const char *const output_http_required[] = {"url", NULL};
-static const char *const output_http_secrets[] = {"signing_secret", NULL};
-
-static const struct sb_output_kind output_kinds[] = {
-    {"file",
-     output_file_keys,
-     output_file_required,
-     output_no_secrets,
-     {{"line", NULL, SB_ESCAPE_NONE}},
-     1},
-    {"slack",
-     output_slack_keys,
-     output_slack_required,
-     output_slack_secrets,
-     {{"text", "{{event_type}} event {{event_id}}", SB_ESCAPE_SLACK}},
-     1},
-    {"smtp",
-     output_smtp_keys,
-     output_smtp_required,
-     output_smtp_secrets,
-     {{"subject", "[switchboard] {{event_type}}", SB_ESCAPE_HEADER},
-      {"body", "Event {{event_id}} ({{event_type}}) received {{received_at}}.",
-       SB_ESCAPE_NONE}},
-     2},
-    {"sms",
-     output_sms_keys,
-     output_sms_required,
-     output_sms_secrets,
-     {{"body", "{{event_type}} event {{event_id}}", SB_ESCAPE_NONE}},
-     1},
-    {"http",
-     output_http_keys,
-     output_http_required,
-     output_http_secrets,
-     {{"body", NULL, SB_ESCAPE_JSON}},
-     1},
-};
-
-const struct sb_output_kind *sb_output_kind_find(const char *name)
+enum sb_status sb_output_kind_init(struct sb_output_kind *kind,
+                                   const struct sb_plugin_descriptor *desc,
+                                   struct sb_error *err)
 {
     size_t i;
 
-    for (i = 0; i < sizeof(output_kinds) / sizeof(output_kinds[0]); i++) {
-        if (strcmp(output_kinds[i].name, name) == 0) {
-            return &output_kinds[i];
+    memset(kind, 0, sizeof(*kind));
+    if (desc->size < OUTPUT_DESCRIPTOR_MIN) {
+        sb_error_set(err, "descriptor is %zu bytes; expected at least %zu",
+                     desc->size, (size_t)OUTPUT_DESCRIPTOR_MIN);
+        return SB_ERR_INVALID;
+    }
+    if (desc->name == NULL || desc->create == NULL || desc->deliver == NULL ||
+        desc->destroy == NULL) {
+        sb_error_set(err,
+                     "descriptor lacks a name, create, deliver or destroy");
+        return SB_ERR_INVALID;
+    }
+    if (desc->field_count > SB_OUTPUT_MAX_FIELDS ||
+        (desc->field_count > 0 && desc->fields == NULL)) {
+        sb_error_set(err, "declares %zu template fields; at most %d",
+                     desc->field_count, SB_OUTPUT_MAX_FIELDS);
+        return SB_ERR_INVALID;
+    }
+    for (i = 0; i < desc->field_count; i++) {
+        enum sb_status rc =
+            output_kind_field(&kind->fields[i], &desc->fields[i], err);
+
+        if (rc != SB_OK) {
+            return rc;
         }
     }
-    return NULL;
-}
-
-const char *sb_output_kind_names(void)
-{
-    return "file, slack, smtp, sms, http";
+    kind->name = desc->name;
+    kind->plugin = desc;
+    kind->field_count = desc->field_count;
+    return SB_OK;
 }
 
 int sb_output_field_index(const struct sb_output_kind *kind, const char *name)
@@ -104,16 +103,73 @@ int sb_output_field_index(const struct sb_output_kind *kind, const char *name)
     return -1;
 }
 
-int sb_output_key_is_secret(const struct sb_output_kind *kind, const char *key)
+/* struct sb_plugin_host.log: the plugin's words, quoted, with its output. */
+static void output_host_log(const struct sb_plugin_host *host,
+                            enum sb_plugin_log_level level, const char *fmt,
+                            ...)
 {
-    size_t i;
+    enum sb_log_level ours =
+        level > SB_PLUGIN_LOG_DEBUG ? SB_LOG_DEBUG : (enum sb_log_level)level;
+    char text[1024];
+    char quoted[1100];
+    va_list ap;
 
-    for (i = 0; kind->secrets[i] != NULL; i++) {
-        if (strcmp(kind->secrets[i], key) == 0) {
-            return 1;
-        }
+    if (!sb_log_enabled(ours)) {
+        return;
     }
-    return 0;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    sb_log_write(ours, "plugin", "output=%s msg=%s", host->output,
+                 sb_log_quote(quoted, sizeof(quoted), text));
+}
+
+enum sb_status sb_output_open(struct sb_output *out, int check_only,
+                              struct sb_errors *errs)
+{
+    const struct sb_plugin_descriptor *desc = out->kind->plugin;
+    size_t before = sb_errors_total(errs);
+    void *instance = NULL;
+    int rc;
+
+    out->host = (struct sb_plugin_host){
+        .abi_version = SB_PLUGIN_ABI_VERSION,
+        .size = sizeof(struct sb_plugin_host),
+        .version = PACKAGE_VERSION,
+        .output = out->name,
+        .check_only = check_only,
+        .log = output_host_log,
+    };
+    sb_plugin_config_bind(out->plugin_config, &out->host, errs);
+    rc = desc->create(out->plugin_config, &out->host, &instance);
+    /* Even after a failed create: a misspelt key is often why it failed. */
+    sb_plugin_config_unread(out->plugin_config, desc->name);
+    if (rc == 0 && (check_only || sb_errors_total(errs) > before)) {
+        desc->destroy(instance);
+        instance = NULL;
+    } else if (rc == 0) {
+        out->instance = instance;
+        out->opened = 1;
+    }
+    sb_plugin_config_bind(out->plugin_config, &out->host, NULL);
+    if (rc != 0 && sb_errors_total(errs) == before) {
+        struct sb_error err;
+
+        sb_error_set(&err,
+                     "output \"%s\": plugin %s could not start (see the log)",
+                     out->name, desc->name);
+        sb_errors_add(errs, &err);
+    }
+    return sb_errors_total(errs) > before ? SB_ERR_INVALID : SB_OK;
+}
+
+void sb_output_close(struct sb_output *out)
+{
+    if (out->opened) {
+        out->kind->plugin->destroy(out->instance);
+        out->instance = NULL;
+        out->opened = 0;
+    }
 }
 
 /* Appends `"name":` then a JSON string. */
@@ -180,6 +236,9 @@ void sb_output_cleanup(struct sb_output *out)
     if (out == NULL) {
         return;
     }
+    sb_output_close(out);
+    sb_plugin_config_free(out->plugin_config);
+    out->plugin_config = NULL;
     for (i = 0; i < SB_OUTPUT_MAX_FIELDS; i++) {
         sb_template_free(out->defaults[i]);
         out->defaults[i] = NULL;

@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Outputs as the config names them (SPEC §3 `outputs:`): a name, the
- * plugin that serves it, its retry policy and concurrency, and the
- * template fields the plugin declares with their defaults and escaping.
- *
- * The plugin kinds are a built-in table until the plugin ABI lands.
+ * plugin that serves it, its retry policy and concurrency, the template
+ * fields the plugin declares with their defaults and escaping, and, once
+ * opened, the plugin's instance.
  */
 #ifndef SB_OUTPUT_H
 #define SB_OUTPUT_H
@@ -12,9 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "status.h"
+#include "switchboard/plugin.h"
 #include "template.h"
 
-#define SB_OUTPUT_MAX_FIELDS 4
+#define SB_OUTPUT_MAX_FIELDS      8
+#define SB_OUTPUT_MAX_CONCURRENCY 64
 
 /* A template field a plugin takes (SPEC §8, italics). */
 struct sb_output_field {
@@ -27,12 +29,10 @@ struct sb_output_field {
     enum sb_escape escape;
 };
 
-/* What one plugin accepts. */
+/* A loaded plugin as the router sees it; owned by the plugin registry. */
 struct sb_output_kind {
     const char *name;
-    const char *const *keys; /* plugin keys, NULL-terminated */
-    const char *const *required;
-    const char *const *secrets; /* keys whose values are never shown */
+    const struct sb_plugin_descriptor *plugin;
     struct sb_output_field fields[SB_OUTPUT_MAX_FIELDS];
     size_t field_count;
 };
@@ -44,26 +44,48 @@ struct sb_retry_policy {
     uint64_t max_age_ms;
 };
 
+struct sb_plugin_config;
+
 struct sb_output {
     char *name;
     const struct sb_output_kind *kind;
     struct sb_retry_policy retry;
-    uint64_t concurrency;
+    uint64_t concurrency; /* deliveries in flight at once */
     /* The kind's fields in order; NULL where the envelope is the default. */
     struct sb_template *defaults[SB_OUTPUT_MAX_FIELDS];
+    struct sb_plugin_config *plugin_config; /* the plugin's own keys */
+    struct sb_plugin_host host;             /* handed to the instance */
+    void *instance;                         /* set by sb_output_open */
+    int opened;
 };
 
-/* The kind called `name`, or NULL. */
-const struct sb_output_kind *sb_output_kind_find(const char *name);
-
-/* "file, slack, smtp, sms, http": for "expected one of" messages. */
-const char *sb_output_kind_names(void);
+/*
+ * Fills `kind` from a descriptor whose ABI handshake already passed:
+ * checks its callbacks and field table. SB_ERR_INVALID says what is wrong
+ * in `err`, prefixed by nothing: the caller names the file.
+ */
+enum sb_status sb_output_kind_init(struct sb_output_kind *kind,
+                                   const struct sb_plugin_descriptor *desc,
+                                   struct sb_error *err);
 
 /* The index of field `name` in `kind`, or -1. */
 int sb_output_field_index(const struct sb_output_kind *kind, const char *name);
 
-/* Whether `key` of `kind` holds a secret. */
-int sb_output_key_is_secret(const struct sb_output_kind *kind, const char *key);
+/*
+ * Creates the plugin instance of `out` from its config. With `check_only`
+ * the plugin only validates (SPEC: `check` touches nothing) and the
+ * instance is destroyed again before returning. Every problem, including
+ * keys the plugin never read, goes to `errs`. Returns SB_ERR_INVALID when
+ * any was found. Not thread-safe.
+ */
+enum sb_status sb_output_open(struct sb_output *out, int check_only,
+                              struct sb_errors *errs);
+
+/*
+ * Destroys the instance, exactly once after a successful open; the caller
+ * makes sure no deliver() is running. Accepts an output never opened.
+ */
+void sb_output_close(struct sb_output *out);
 
 /*
  * Writes the event envelope {"id","received_at","event_type","payload",
@@ -73,7 +95,7 @@ int sb_output_key_is_secret(const struct sb_output_kind *kind, const char *key);
 enum sb_status sb_output_envelope(const struct sb_template_context *ctx,
                                   struct sb_buf *out);
 
-/* Frees what an output owns (not the struct). */
+/* Closes the output and frees what it owns (not the struct). */
 void sb_output_cleanup(struct sb_output *out);
 
 #endif

@@ -22,7 +22,8 @@
 #define SPOOL_PROBE_EVERY_MS 1000  /* how soon an unready spool recovers */
 
 struct spool_item {
-    struct sb_event *event;
+    struct sb_event *event; /* one of these two */
+    const struct sb_spool_settle *settle;
     sb_spool_done_fn done;
     void *arg;
 };
@@ -30,6 +31,7 @@ struct spool_item {
 struct sb_spool {
     const struct sb_spool_backend *backend;
     void *db;
+    char *path; /* for readers */
     uint64_t retention_ms;
     size_t probe_bytes; /* max_body: ready means "an event of any size fits" */
 
@@ -43,13 +45,17 @@ struct sb_spool {
     pthread_t writer;
     struct spool_item batch[SB_SPOOL_BATCH_MAX]; /* the writer's alone */
 
+    void (*on_commit)(void *arg);
+    void *on_commit_arg;
+
     atomic_int ready;
-    uint64_t committed_events; /* writer thread only */
+    uint64_t committed_events;  /* writer thread only */
+    uint64_t committed_settles; /* delivery outcomes; writer thread only */
     uint64_t commits;
     int64_t next_purge_ms;
 };
 
-static int64_t spool_now_ms(void)
+int64_t sb_spool_now_ms(void)
 {
     struct timespec now;
 
@@ -61,7 +67,7 @@ static void spool_purge(struct sb_spool *spool)
 {
     struct sb_error err;
     size_t purged = 0;
-    int64_t now = spool_now_ms();
+    int64_t now = sb_spool_now_ms();
     enum sb_status rc;
 
     sb_error_clear(&err);
@@ -95,7 +101,10 @@ enum sb_status sb_spool_open(const struct sb_config *cfg,
     pthread_cond_init(&spool->wake, NULL);
     atomic_init(&spool->ready, 1);
 
-    rc = sb_spool_sqlite_open(cfg->spool_path, mode, &spool->db, err);
+    spool->path = strdup(cfg->spool_path);
+    rc = spool->path
+             ? sb_spool_sqlite_open(cfg->spool_path, mode, &spool->db, err)
+             : SB_ERR_NOMEM;
     if (rc != SB_OK) {
         sb_spool_free(spool);
         return rc;
@@ -138,23 +147,35 @@ static void spool_set_ready(struct sb_spool *spool, enum sb_status rc,
 static void spool_commit_batch(struct sb_spool *spool, struct spool_item *batch,
                                size_t n)
 {
-    struct sb_event *events[SB_SPOOL_BATCH_MAX];
+    struct sb_spool_write writes[SB_SPOOL_BATCH_MAX];
     struct sb_error err;
     enum sb_status rc;
+    size_t planned = 0;
     size_t i;
 
     for (i = 0; i < n; i++) {
-        events[i] = batch[i].event;
+        writes[i].event = batch[i].event;
+        writes[i].settle = batch[i].settle;
+        planned += batch[i].event ? batch[i].event->plan_count : 0;
     }
     sb_error_clear(&err);
-    rc = spool->backend->write_batch(spool->db, events, n, &err);
+    rc = spool->backend->write_batch(spool->db, writes, n, &err);
     spool_set_ready(spool, rc, &err);
     if (rc == SB_OK) {
-        spool->committed_events += n;
+        for (i = 0; i < n; i++) {
+            if (batch[i].event != NULL) {
+                spool->committed_events++;
+            } else {
+                spool->committed_settles++;
+            }
+        }
         spool->commits++;
     }
     for (i = 0; i < n; i++) {
         batch[i].done(batch[i].arg, rc);
+    }
+    if (rc == SB_OK && planned > 0 && spool->on_commit != NULL) {
+        spool->on_commit(spool->on_commit_arg);
     }
 }
 
@@ -169,7 +190,8 @@ static void spool_maintain(struct sb_spool *spool)
             spool, spool->backend->probe(spool->db, spool->probe_bytes, &err),
             &err);
     }
-    if (atomic_load(&spool->ready) && spool_now_ms() >= spool->next_purge_ms) {
+    if (atomic_load(&spool->ready) &&
+        sb_spool_now_ms() >= spool->next_purge_ms) {
         spool_purge(spool);
     }
 }
@@ -223,19 +245,24 @@ enum sb_status sb_spool_start(struct sb_spool *spool)
     return SB_OK;
 }
 
-enum sb_status sb_spool_submit(struct sb_spool *spool, struct sb_event *event,
-                               sb_spool_done_fn done, void *arg)
+static enum sb_status spool_enqueue(struct sb_spool *spool,
+                                    struct sb_event *event,
+                                    const struct sb_spool_settle *settle,
+                                    sb_spool_done_fn done, void *arg)
 {
+    /* Outcomes may take the last slots: ingestion must not starve them. */
+    size_t cap = event != NULL ? SB_SPOOL_QUEUE_MAX - SB_SPOOL_SETTLE_RESERVE
+                               : SB_SPOOL_QUEUE_MAX;
     struct spool_item *slot;
 
     pthread_mutex_lock(&spool->lock);
-    if (spool->count == SB_SPOOL_QUEUE_MAX || spool->stopping ||
-        !spool->running) {
+    if (spool->count >= cap || spool->stopping || !spool->running) {
         pthread_mutex_unlock(&spool->lock);
         return SB_ERR_FULL;
     }
     slot = &spool->queue[(spool->head + spool->count) % SB_SPOOL_QUEUE_MAX];
     slot->event = event;
+    slot->settle = settle;
     slot->done = done;
     slot->arg = arg;
     spool->count++;
@@ -244,24 +271,98 @@ enum sb_status sb_spool_submit(struct sb_spool *spool, struct sb_event *event,
     return SB_OK;
 }
 
+enum sb_status sb_spool_submit(struct sb_spool *spool, struct sb_event *event,
+                               sb_spool_done_fn done, void *arg)
+{
+    return spool_enqueue(spool, event, NULL, done, arg);
+}
+
+enum sb_status sb_spool_settle(struct sb_spool *spool,
+                               const struct sb_spool_settle *settle,
+                               sb_spool_done_fn done, void *arg)
+{
+    return spool_enqueue(spool, NULL, settle, done, arg);
+}
+
+void sb_spool_on_commit(struct sb_spool *spool, void (*fn)(void *arg),
+                        void *arg)
+{
+    spool->on_commit = fn;
+    spool->on_commit_arg = arg;
+}
+
 int sb_spool_ready(struct sb_spool *spool)
 {
     return atomic_load(&spool->ready);
 }
 
-enum sb_status sb_spool_list(struct sb_spool *spool, size_t limit,
+enum sb_status sb_spool_list(struct sb_spool *spool,
+                             const struct sb_spool_filter *filter,
                              sb_spool_row_fn fn, void *arg,
                              struct sb_error *err)
 {
-    return spool->backend->list(spool->db, limit, fn, arg, err);
+    return spool->backend->list(spool->db, filter, fn, arg, err);
 }
 
 enum sb_status sb_spool_list_deliveries(struct sb_spool *spool,
                                         const char *event_id,
+                                        const struct sb_spool_filter *filter,
                                         sb_spool_delivery_fn fn, void *arg,
                                         struct sb_error *err)
 {
-    return spool->backend->list_deliveries(spool->db, event_id, fn, arg, err);
+    return spool->backend->list_deliveries(spool->db, event_id, filter, fn, arg,
+                                           err);
+}
+
+enum sb_status sb_spool_replay(struct sb_spool *spool,
+                               const struct sb_spool_filter *filter,
+                               size_t *out_count, struct sb_error *err)
+{
+    return spool->backend->replay(spool->db, filter, sb_spool_now_ms(),
+                                  out_count, err);
+}
+
+struct sb_spool_reader {
+    const struct sb_spool_backend *backend;
+    void *db;
+};
+
+enum sb_status sb_spool_reader_open(struct sb_spool *spool,
+                                    struct sb_spool_reader **out_reader,
+                                    struct sb_error *err)
+{
+    struct sb_spool_reader *reader = calloc(1, sizeof(*reader));
+    enum sb_status rc;
+
+    *out_reader = NULL;
+    if (reader == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    reader->backend = spool->backend;
+    rc = sb_spool_sqlite_open(spool->path, SB_SPOOL_READ, &reader->db, err);
+    if (rc != SB_OK) {
+        free(reader);
+        return rc;
+    }
+    *out_reader = reader;
+    return SB_OK;
+}
+
+enum sb_status sb_spool_due(struct sb_spool_reader *reader, const char *output,
+                            size_t limit, sb_spool_due_fn fn, void *arg,
+                            struct sb_error *err)
+{
+    return reader->backend->due(reader->db, output, sb_spool_now_ms(), limit,
+                                fn, arg, err);
+}
+
+void sb_spool_reader_free(struct sb_spool_reader *reader)
+{
+    if (reader == NULL) {
+        return;
+    }
+    reader->backend->close(reader->db);
+    free(reader);
 }
 
 void sb_spool_free(struct sb_spool *spool)
@@ -276,14 +377,16 @@ void sb_spool_free(struct sb_spool *spool)
         pthread_mutex_unlock(&spool->lock);
         pthread_join(spool->writer, NULL);
         SB_LOG_INFO("spool",
-                    "events=%" PRIu64 " commits=%" PRIu64
+                    "events=%" PRIu64 " outcomes=%" PRIu64 " commits=%" PRIu64
                     " msg=\"spool stats\"",
-                    spool->committed_events, spool->commits);
+                    spool->committed_events, spool->committed_settles,
+                    spool->commits);
     }
     if (spool->db != NULL) {
         spool->backend->close(spool->db);
     }
     pthread_cond_destroy(&spool->wake);
     pthread_mutex_destroy(&spool->lock);
+    free(spool->path);
     free(spool);
 }

@@ -20,8 +20,9 @@
 #include "event.h"
 #include "status.h"
 
-#define SB_SPOOL_QUEUE_MAX 4096 /* events waiting for the writer */
-#define SB_SPOOL_BATCH_MAX 1024 /* events in one transaction */
+#define SB_SPOOL_QUEUE_MAX      4096 /* events waiting for the writer */
+#define SB_SPOOL_BATCH_MAX      1024 /* writes in one transaction */
+#define SB_SPOOL_SETTLE_RESERVE 1024 /* queue slots only outcomes may take */
 
 struct sb_spool;
 
@@ -49,6 +50,44 @@ struct sb_spool_row {
 
 typedef void (*sb_spool_row_fn)(void *arg, const struct sb_spool_row *row);
 
+/*
+ * What one delivery attempt came to, written in the writer's next batch:
+ * attempts grow by one, and state, next attempt and last error are set.
+ */
+struct sb_spool_settle {
+    int64_t delivery_id;
+    const char *state;      /* pending (to retry), delivered or dead */
+    int64_t next_at_ms;     /* with pending */
+    const char *last_error; /* NULL: none; borrowed until done */
+};
+
+/* A due delivery with what deliver() needs; borrowed during the call. */
+struct sb_spool_due {
+    int64_t id;
+    const char *event_id;
+    const char *rule;
+    int64_t attempts;   /* made so far */
+    int64_t series_ms;  /* when this run of attempts began: max_age */
+    const char *fields; /* rendered at routing: a JSON object */
+    int64_t received_ms;
+    const char *event_type;
+    const char *body;
+    size_t body_len;
+};
+
+typedef void (*sb_spool_due_fn)(void *arg, const struct sb_spool_due *due);
+
+/* What `events` and `replay` select; zero fields select everything. */
+struct sb_spool_filter {
+    size_t limit;       /* events listed; 0: all */
+    const char *state;  /* deliveries in this state */
+    const char *output; /* deliveries to this output */
+    int64_t since_ms;   /* events received at or after */
+    int64_t until_ms;   /* events received before; 0: no bound */
+    const int64_t *ids; /* replay: these deliveries */
+    size_t id_count;
+};
+
 /* One delivery, borrowed for the duration of an sb_spool_delivery_fn. */
 struct sb_spool_delivery {
     int64_t id;
@@ -64,11 +103,17 @@ struct sb_spool_delivery {
 typedef void (*sb_spool_delivery_fn)(void *arg,
                                      const struct sb_spool_delivery *d);
 
+/* One write of a batch: an event (with its deliveries) or a settle. */
+struct sb_spool_write {
+    struct sb_event *event;
+    const struct sb_spool_settle *settle;
+};
+
 /* What a backend provides; see spool_sqlite.c. */
 struct sb_spool_backend {
     const char *name;
-    /* Writes all events in one transaction, durable when SB_OK. */
-    enum sb_status (*write_batch)(void *db, struct sb_event *const *events,
+    /* Writes everything in one transaction, durable when SB_OK. */
+    enum sb_status (*write_batch)(void *db, const struct sb_spool_write *w,
                                   size_t count, struct sb_error *err);
     /* Deletes events received before `before_ms` that need nothing more. */
     enum sb_status (*purge)(void *db, int64_t before_ms, size_t *out_count,
@@ -78,13 +123,25 @@ struct sb_spool_backend {
      * be stored right now? What it writes replaces the previous probe.
      */
     enum sb_status (*probe)(void *db, size_t bytes, struct sb_error *err);
-    /* Newest first; limit 0 means all. */
-    enum sb_status (*list)(void *db, size_t limit, sb_spool_row_fn fn,
-                           void *arg, struct sb_error *err);
-    /* The deliveries of one event, in the order they were planned. */
+    /* Newest first, the events `filter` selects. */
+    enum sb_status (*list)(void *db, const struct sb_spool_filter *filter,
+                           sb_spool_row_fn fn, void *arg, struct sb_error *err);
+    /* One event's deliveries `filter` selects, in planned order. */
     enum sb_status (*list_deliveries)(void *db, const char *event_id,
+                                      const struct sb_spool_filter *filter,
                                       sb_spool_delivery_fn fn, void *arg,
                                       struct sb_error *err);
+    /*
+     * Pending deliveries to `output` due at `now_ms`, soonest first, at
+     * most `limit`. Runs on a reader connection, not the writer's.
+     */
+    enum sb_status (*due)(void *db, const char *output, int64_t now_ms,
+                          size_t limit, sb_spool_due_fn fn, void *arg,
+                          struct sb_error *err);
+    /* Dead deliveries `filter` selects become pending, due at `now_ms`. */
+    enum sb_status (*replay)(void *db, const struct sb_spool_filter *filter,
+                             int64_t now_ms, size_t *out_count,
+                             struct sb_error *err);
     void (*close)(void *db);
 };
 
@@ -120,18 +177,65 @@ enum sb_status sb_spool_submit(struct sb_spool *spool, struct sb_event *event,
 int sb_spool_ready(struct sb_spool *spool);
 
 /*
- * Lists stored events newest first (limit 0: all), calling `fn` per row on
- * the caller's thread. Only for SB_SPOOL_READ spools.
+ * Queues a delivery's outcome for the next commit, like sb_spool_submit:
+ * `done(arg, rc)` follows exactly once when SB_OK is returned, and the
+ * spool borrows `settle` until then. Thread-safe.
  */
-enum sb_status sb_spool_list(struct sb_spool *spool, size_t limit,
+enum sb_status sb_spool_settle(struct sb_spool *spool,
+                               const struct sb_spool_settle *settle,
+                               sb_spool_done_fn done, void *arg);
+
+/*
+ * Called on the writer thread after every commit that stored deliveries,
+ * so dispatch starts on them at once. Set before sb_spool_start().
+ */
+void sb_spool_on_commit(struct sb_spool *spool, void (*fn)(void *arg),
+                        void *arg);
+
+/*
+ * Lists stored events newest first, as `filter` selects, calling `fn` per
+ * row on the caller's thread. Only for SB_SPOOL_READ spools.
+ */
+enum sb_status sb_spool_list(struct sb_spool *spool,
+                             const struct sb_spool_filter *filter,
                              sb_spool_row_fn fn, void *arg,
                              struct sb_error *err);
 
-/* Lists the deliveries of `event_id`, calling `fn` per delivery. */
+/* Lists the deliveries of `event_id` `filter` selects. */
 enum sb_status sb_spool_list_deliveries(struct sb_spool *spool,
                                         const char *event_id,
+                                        const struct sb_spool_filter *filter,
                                         sb_spool_delivery_fn fn, void *arg,
                                         struct sb_error *err);
+
+/*
+ * Re-queues the dead deliveries `filter` selects (ids, output, time
+ * range: all that are set must hold) and says how many in *out_count.
+ * Safe while a server runs on the same spool.
+ */
+enum sb_status sb_spool_replay(struct sb_spool *spool,
+                               const struct sb_spool_filter *filter,
+                               size_t *out_count, struct sb_error *err);
+
+/*
+ * A second connection to the same store for one dispatch thread to read
+ * due deliveries with, never blocking the writer. On SB_OK the caller owns
+ * *out_reader (sb_spool_reader_free).
+ */
+struct sb_spool_reader;
+enum sb_status sb_spool_reader_open(struct sb_spool *spool,
+                                    struct sb_spool_reader **out_reader,
+                                    struct sb_error *err);
+
+/* Pending deliveries to `output` due now, at most `limit`, soonest first. */
+enum sb_status sb_spool_due(struct sb_spool_reader *reader, const char *output,
+                            size_t limit, sb_spool_due_fn fn, void *arg,
+                            struct sb_error *err);
+
+void sb_spool_reader_free(struct sb_spool_reader *reader);
+
+/* Unix milliseconds now, the clock every spool time is on. */
+int64_t sb_spool_now_ms(void);
 
 /*
  * Stops the writer after it has committed everything already queued, then

@@ -26,6 +26,8 @@ struct sqlite_db {
     char *path;
     sqlite3_stmt *insert;
     sqlite3_stmt *insert_delivery;
+    sqlite3_stmt *settle;
+    sqlite3_stmt *due; /* readers: prepared on first use */
 };
 
 static const char sqlite_schema[] =
@@ -46,7 +48,8 @@ static const char sqlite_schema[] =
     "  attempts INTEGER NOT NULL DEFAULT 0,"
     "  next_at INTEGER NOT NULL," /* Unix ms of the next attempt */
     "  last_error TEXT,"
-    "  fields TEXT NOT NULL" /* rendered at routing: a reload keeps them */
+    "  fields TEXT NOT NULL," /* rendered at routing: a reload keeps them */
+    "  series_at INTEGER NOT NULL DEFAULT 0" /* max_age counts from here */
     ");"
     "CREATE INDEX IF NOT EXISTS deliveries_by_event"
     "  ON deliveries (event_id);"
@@ -56,7 +59,13 @@ static const char sqlite_schema[] =
     "  key TEXT PRIMARY KEY,"
     "  value BLOB NOT NULL"
     ") WITHOUT ROWID;"
-    "PRAGMA user_version = 2;";
+    "PRAGMA user_version = 3;";
+
+/* Version 2 spools lack series_at: their runs began at their first due. */
+static const char sqlite_upgrade_v2[] =
+    "ALTER TABLE deliveries ADD COLUMN series_at INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE deliveries SET series_at = next_at;"
+    "PRAGMA user_version = 3;";
 
 static enum sb_status sqlite_fail(struct sqlite_db *db, struct sb_error *err,
                                   const char *what)
@@ -123,6 +132,20 @@ static enum sb_status sqlite_create_private(const char *path,
     return SB_OK;
 }
 
+static int sqlite_user_version(struct sqlite_db *db)
+{
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+
+    if (sqlite3_prepare_v2(db->conn, "PRAGMA user_version", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        version = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    return version;
+}
+
 static enum sb_status sqlite_prepare_schema(struct sqlite_db *db,
                                             struct sb_error *err)
 {
@@ -132,6 +155,9 @@ static enum sb_status sqlite_prepare_schema(struct sqlite_db *db,
     if (rc == SB_OK) {
         rc = sqlite_exec(db, "PRAGMA synchronous=FULL", err,
                          "setting synchronous=FULL");
+    }
+    if (rc == SB_OK && sqlite_user_version(db) == 2) {
+        rc = sqlite_exec(db, sqlite_upgrade_v2, err, "upgrading the schema");
     }
     if (rc == SB_OK) {
         rc = sqlite_exec(db, sqlite_schema, err, "creating the schema");
@@ -147,11 +173,20 @@ static enum sb_status sqlite_prepare_schema(struct sqlite_db *db,
     if (rc == SB_OK &&
         sqlite3_prepare_v3(db->conn,
                            "INSERT INTO deliveries (event_id, output, rule,"
-                           " send_index, next_at, fields)"
-                           " VALUES (?, ?, ?, ?, ?, ?)",
+                           " send_index, next_at, fields, series_at)"
+                           " VALUES (?, ?, ?, ?, ?5, ?, ?5)",
                            -1, SQLITE_PREPARE_PERSISTENT, &db->insert_delivery,
                            NULL) != SQLITE_OK) {
         rc = sqlite_fail(db, err, "preparing the delivery insert");
+    }
+    if (rc == SB_OK &&
+        sqlite3_prepare_v3(db->conn,
+                           "UPDATE deliveries SET state = ?, next_at = ?,"
+                           " last_error = ?, attempts = attempts + 1"
+                           " WHERE id = ?",
+                           -1, SQLITE_PREPARE_PERSISTENT, &db->settle,
+                           NULL) != SQLITE_OK) {
+        rc = sqlite_fail(db, err, "preparing the settle");
     }
     return rc;
 }
@@ -165,6 +200,8 @@ static void sqlite_close(void *handle)
     }
     sqlite3_finalize(db->insert);
     sqlite3_finalize(db->insert_delivery);
+    sqlite3_finalize(db->settle);
+    sqlite3_finalize(db->due);
     sqlite3_close(db->conn);
     free(db->path);
     free(db);
@@ -276,8 +313,32 @@ static void sqlite_rollback(struct sqlite_db *db)
     }
 }
 
+static enum sb_status sqlite_settle(struct sqlite_db *db,
+                                    const struct sb_spool_settle *s,
+                                    struct sb_error *err)
+{
+    sqlite3_stmt *st = db->settle;
+    int rc;
+
+    sqlite3_bind_text(st, 1, s->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, s->next_at_ms);
+    if (s->last_error != NULL) {
+        sqlite3_bind_text(st, 3, s->last_error, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(st, 3);
+    }
+    sqlite3_bind_int64(st, 4, s->delivery_id);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) {
+        return sqlite_fail(db, err, "storing a delivery's outcome");
+    }
+    return SB_OK;
+}
+
 static enum sb_status sqlite_write_batch(void *handle,
-                                         struct sb_event *const *events,
+                                         const struct sb_spool_write *writes,
                                          size_t count, struct sb_error *err)
 {
     struct sqlite_db *db = handle;
@@ -286,7 +347,8 @@ static enum sb_status sqlite_write_batch(void *handle,
 
     rc = sqlite_exec(db, "BEGIN IMMEDIATE", err, "starting a transaction");
     for (i = 0; rc == SB_OK && i < count; i++) {
-        rc = sqlite_insert(db, events[i], err);
+        rc = writes[i].event != NULL ? sqlite_insert(db, writes[i].event, err)
+                                     : sqlite_settle(db, writes[i].settle, err);
     }
     if (rc == SB_OK) {
         rc = sqlite_exec(db, "COMMIT", err, "committing");
@@ -391,27 +453,61 @@ static enum sb_status sqlite_probe(void *handle, size_t bytes,
     return rc;
 }
 
-static enum sb_status sqlite_list(void *handle, size_t limit,
+/* Binds the filter's time range as id floors (ids sort by time). */
+static void sqlite_bind_range(sqlite3_stmt *st, int since_at, int until_at,
+                              const struct sb_spool_filter *f,
+                              char since_id[SB_EVENT_ID_LEN + 1],
+                              char until_id[SB_EVENT_ID_LEN + 1])
+{
+    sb_event_id_floor(f->since_ms > 0 ? f->since_ms : 0, since_id);
+    sqlite3_bind_text(st, since_at, since_id, SB_EVENT_ID_LEN, SQLITE_STATIC);
+    if (f->until_ms > 0) {
+        sb_event_id_floor(f->until_ms, until_id);
+        sqlite3_bind_text(st, until_at, until_id, SB_EVENT_ID_LEN,
+                          SQLITE_STATIC);
+    }
+}
+
+/* NULL binds as SQL NULL, which the queries read as "any". */
+static void sqlite_bind_opt(sqlite3_stmt *st, int at, const char *text)
+{
+    if (text != NULL) {
+        sqlite3_bind_text(st, at, text, -1, SQLITE_STATIC);
+    }
+}
+
+static enum sb_status sqlite_list(void *handle, const struct sb_spool_filter *f,
                                   sb_spool_row_fn fn, void *arg,
                                   struct sb_error *err)
 {
     struct sqlite_db *db = handle;
+    char since_id[SB_EVENT_ID_LEN + 1];
+    char until_id[SB_EVENT_ID_LEN + 1];
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if (sqlite3_prepare_v2(db->conn,
-                           "SELECT e.id, e.received_at, e.event_type,"
-                           " (SELECT count(*) FROM deliveries d WHERE"
-                           "  d.event_id = e.id AND d.state = 'pending'),"
-                           " (SELECT count(*) FROM deliveries d WHERE"
-                           "  d.event_id = e.id AND d.state = 'delivered'),"
-                           " (SELECT count(*) FROM deliveries d WHERE"
-                           "  d.event_id = e.id AND d.state = 'dead')"
-                           " FROM events e ORDER BY e.id DESC LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "SELECT e.id, e.received_at, e.event_type,"
+            " (SELECT count(*) FROM deliveries d WHERE"
+            "  d.event_id = e.id AND d.state = 'pending'),"
+            " (SELECT count(*) FROM deliveries d WHERE"
+            "  d.event_id = e.id AND d.state = 'delivered'),"
+            " (SELECT count(*) FROM deliveries d WHERE"
+            "  d.event_id = e.id AND d.state = 'dead')"
+            " FROM events e WHERE e.id >= ?1 AND (?2 IS NULL OR e.id < ?2)"
+            " AND ((?3 IS NULL AND ?4 IS NULL) OR EXISTS (SELECT 1"
+            "  FROM deliveries d WHERE d.event_id = e.id"
+            "  AND (?3 IS NULL OR d.state = ?3)"
+            "  AND (?4 IS NULL OR d.output = ?4)))"
+            " ORDER BY e.id DESC LIMIT ?5",
+            -1, &st, NULL) != SQLITE_OK) {
         return sqlite_fail(db, err, "listing events");
     }
-    sqlite3_bind_int64(st, 1, limit == 0 ? -1 : (sqlite3_int64)limit);
+    sqlite_bind_range(st, 1, 2, f, since_id, until_id);
+    sqlite_bind_opt(st, 3, f->state);
+    sqlite_bind_opt(st, 4, f->output);
+    sqlite3_bind_int64(st, 5, f->limit == 0 ? -1 : (sqlite3_int64)f->limit);
     for (;;) {
         struct sb_spool_row row;
 
@@ -438,6 +534,7 @@ static enum sb_status sqlite_list(void *handle, size_t limit,
 }
 
 static enum sb_status sqlite_list_deliveries(void *handle, const char *event_id,
+                                             const struct sb_spool_filter *f,
                                              sb_spool_delivery_fn fn, void *arg,
                                              struct sb_error *err)
 {
@@ -448,11 +545,15 @@ static enum sb_status sqlite_list_deliveries(void *handle, const char *event_id,
     if (sqlite3_prepare_v2(db->conn,
                            "SELECT id, output, rule, state, attempts, next_at,"
                            " last_error, fields FROM deliveries"
-                           " WHERE event_id = ? ORDER BY id",
+                           " WHERE event_id = ?1"
+                           " AND (?2 IS NULL OR state = ?2)"
+                           " AND (?3 IS NULL OR output = ?3) ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK) {
         return sqlite_fail(db, err, "listing deliveries");
     }
     sqlite3_bind_text(st, 1, event_id, -1, SQLITE_STATIC);
+    sqlite_bind_opt(st, 2, f->state);
+    sqlite_bind_opt(st, 3, f->output);
     for (;;) {
         struct sb_spool_delivery d;
 
@@ -479,6 +580,129 @@ static enum sb_status sqlite_list_deliveries(void *handle, const char *event_id,
     return SB_OK;
 }
 
+static struct sb_spool_due sqlite_due_row(sqlite3_stmt *st)
+{
+    return (struct sb_spool_due){
+        .id = sqlite3_column_int64(st, 0),
+        .event_id = (const char *)sqlite3_column_text(st, 1),
+        .rule = (const char *)sqlite3_column_text(st, 2),
+        .attempts = sqlite3_column_int64(st, 3),
+        .series_ms = sqlite3_column_int64(st, 4),
+        .fields = (const char *)sqlite3_column_text(st, 5),
+        .received_ms = sqlite3_column_int64(st, 6),
+        .event_type = (const char *)sqlite3_column_text(st, 7),
+        .body = sqlite3_column_blob(st, 8),
+        .body_len = (size_t)sqlite3_column_bytes(st, 8),
+    };
+}
+
+/* The (state, output, next_at) index answers this without a scan. */
+static enum sb_status sqlite_due(void *handle, const char *output,
+                                 int64_t now_ms, size_t limit,
+                                 sb_spool_due_fn fn, void *arg,
+                                 struct sb_error *err)
+{
+    struct sqlite_db *db = handle;
+    int rc;
+
+    if (db->due == NULL &&
+        sqlite3_prepare_v3(
+            db->conn,
+            "SELECT d.id, d.event_id, d.rule, d.attempts, d.series_at,"
+            " d.fields, e.received_at, e.event_type, e.body"
+            " FROM deliveries d JOIN events e ON e.id = d.event_id"
+            " WHERE d.state = 'pending' AND d.output = ? AND d.next_at <= ?"
+            " ORDER BY d.next_at LIMIT ?",
+            -1, SQLITE_PREPARE_PERSISTENT, &db->due, NULL) != SQLITE_OK) {
+        return sqlite_fail(db, err, "preparing the due query");
+    }
+    sqlite3_bind_text(db->due, 1, output, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(db->due, 2, now_ms);
+    sqlite3_bind_int64(db->due, 3, (sqlite3_int64)limit);
+    for (;;) {
+        struct sb_spool_due due;
+
+        rc = sqlite3_step(db->due);
+        if (rc != SQLITE_ROW) {
+            break;
+        }
+        due = sqlite_due_row(db->due);
+        fn(arg, &due);
+    }
+    sqlite3_reset(db->due);
+    sqlite3_clear_bindings(db->due);
+    if (rc != SQLITE_DONE) {
+        return sqlite_fail(db, err, "reading due deliveries");
+    }
+    return SB_OK;
+}
+
+/* "[1,2,3]" for json_each(); NULL when there are no ids. */
+static char *sqlite_id_list(const struct sb_spool_filter *f)
+{
+    size_t cap = f->id_count * 21 + 3;
+    char *list;
+    size_t len = 1;
+    size_t i;
+
+    if (f->id_count == 0) {
+        return NULL;
+    }
+    list = malloc(cap);
+    if (list == NULL) {
+        return NULL;
+    }
+    list[0] = '[';
+    for (i = 0; i < f->id_count; i++) {
+        len += (size_t)snprintf(list + len, cap - len, "%s%lld",
+                                i > 0 ? "," : "", (long long)f->ids[i]);
+    }
+    snprintf(list + len, cap - len, "]");
+    return list;
+}
+
+static enum sb_status sqlite_replay(void *handle,
+                                    const struct sb_spool_filter *f,
+                                    int64_t now_ms, size_t *out_count,
+                                    struct sb_error *err)
+{
+    struct sqlite_db *db = handle;
+    char since_id[SB_EVENT_ID_LEN + 1];
+    char until_id[SB_EVENT_ID_LEN + 1];
+    char *ids = sqlite_id_list(f);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *out_count = 0;
+    if (f->id_count > 0 && ids == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    if (sqlite3_prepare_v2(
+            db->conn,
+            "UPDATE deliveries SET state = 'pending', attempts = 0,"
+            " next_at = ?1, series_at = ?1, last_error = NULL"
+            " WHERE state = 'dead' AND event_id >= ?2"
+            " AND (?3 IS NULL OR event_id < ?3)"
+            " AND (?4 IS NULL OR output = ?4)"
+            " AND (?5 IS NULL OR id IN (SELECT value FROM json_each(?5)))",
+            -1, &st, NULL) != SQLITE_OK) {
+        free(ids);
+        return sqlite_fail(db, err, "preparing the replay");
+    }
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite_bind_range(st, 2, 3, f, since_id, until_id);
+    sqlite_bind_opt(st, 4, f->output);
+    sqlite_bind_opt(st, 5, ids);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    free(ids);
+    if (rc != SQLITE_DONE) {
+        return sqlite_fail(db, err, "replaying");
+    }
+    *out_count = (size_t)sqlite3_changes(db->conn);
+    return SB_OK;
+}
+
 const struct sb_spool_backend sb_spool_sqlite_backend = {
     .name = "sqlite",
     .write_batch = sqlite_write_batch,
@@ -486,5 +710,7 @@ const struct sb_spool_backend sb_spool_sqlite_backend = {
     .probe = sqlite_probe,
     .list = sqlite_list,
     .list_deliveries = sqlite_list_deliveries,
+    .due = sqlite_due,
+    .replay = sqlite_replay,
     .close = sqlite_close,
 };

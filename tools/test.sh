@@ -72,8 +72,9 @@ done
 # copy of its seed corpus. FUZZ_SECONDS=0 skips them.
 fuzz_seconds=${FUZZ_SECONDS:-60}
 fuzz_sources="core/status.c core/log.c core/buf.c core/yml.c core/json.c
-core/template.c core/schedule.c core/output.c core/rules.c core/config.c
-core/event.c"
+core/template.c core/schedule.c core/output.c core/plugin_config.c
+core/plugin_host.c core/rules.c core/config.c core/event.c
+tests/unit/fake_plugins.c"
 fuzz_libs=$(pkg-config --libs yaml-0.1 gnutls libcjson 2>/dev/null)
 for target in json template config; do
     [ "$fuzz_seconds" -gt 0 ] || break
@@ -82,7 +83,7 @@ for target in json template config; do
     cp -r "tests/fuzz/corpus/$target" "$corpus"
     # shellcheck disable=SC2086 # word lists are meant to split
     if clang -g -O1 -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=all -D_GNU_SOURCE -Icore -Ibuild \
+        -fno-sanitize-recover=all -D_GNU_SOURCE -Icore -Iinclude -Ibuild -Itests/unit \
         "tests/fuzz/fuzz_$target.c" $fuzz_sources $fuzz_libs -lm -pthread \
         -o "$bin" >"$log/fuzz_$target.txt" 2>&1 &&
         "$bin" -max_total_time="$fuzz_seconds" -timeout=10 \

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fake_plugins.h"
 #include "event.h"
 #include "rules.h"
 
@@ -60,6 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fd < 0) {
         return 0;
     }
+    fake_plugins_preload();
     if (write(fd, data, size) != (ssize_t)size) {
         close(fd);
         unlink(path);

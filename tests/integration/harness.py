@@ -80,6 +80,17 @@ def binary():
     return os.environ.get("SWITCHBOARD_BIN") or os.path.join(REPO, "build", "core", "switchboard")
 
 
+def plugins_dir():
+    """The built plugins: $SWITCHBOARD_PLUGINS_DIR, else the build tree's."""
+    return os.environ.get("SWITCHBOARD_PLUGINS_DIR") or os.path.join(REPO, "build", "plugins", ".libs")
+
+
+def test_plugins_dir():
+    """Plugins built only for tests: $SWITCHBOARD_TEST_PLUGINS_DIR, else the build tree's."""
+    return os.environ.get("SWITCHBOARD_TEST_PLUGINS_DIR") or os.path.join(
+        REPO, "build", "tests", "plugins", ".libs")
+
+
 def free_port():
     """A loopback port nobody listens on right now.
 
@@ -462,6 +473,57 @@ def list_events(ctx, cfg_path, limit=0, env=None):
 def listed_ids(ctx, cfg_path, env=None):
     """The set of every stored event id (`events --limit 0`)."""
     return {row["id"] for row in list_events(ctx, cfg_path, limit=0, env=env)}
+
+
+def events_json(ctx, cfg_path, *args, env=None):
+    """Stored events per `switchboard events --json --limit 0 ARGS`: a list of dicts.
+
+    Each has id, received_at, event_type and deliveries (id, output, rule,
+    state, attempts, next_at, last_error; fields too with --fields).
+    """
+    res = run_cli(ctx, ["events", "-c", cfg_path, "--json", "--limit", "0"] + list(args),
+                  env=env)
+    if res.returncode != 0:
+        fail("switchboard events --json exited %d; stderr:\n%s" % (res.returncode,
+                                                                  tail(res.stderr)))
+    return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+
+
+def deliveries(ctx, cfg_path, *args, env=None):
+    """Every stored delivery (events --json ARGS), each with its event's id as event_id."""
+    out = []
+    for ev in events_json(ctx, cfg_path, *args, env=env):
+        for d in ev["deliveries"]:
+            d = dict(d)
+            d["event_id"] = ev["id"]
+            out.append(d)
+    return out
+
+
+def wait_for(what, predicate, timeout=10.0, interval=0.05):
+    """Poll predicate() until it returns something true and return that; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            fail("%s: not within %.1fs" % (what, timeout))
+        time.sleep(interval)
+
+
+def read_jsonl(path):
+    """The JSON lines of `path` (an output file or a testout record); [] if it is missing.
+
+    A last line without its newline (being written) is left out.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return []
+    lines = data.split("\n")
+    return [json.loads(line) for line in lines[:-1] if line.strip()]
 
 
 # --------------------------------------------------------------------------

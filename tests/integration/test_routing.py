@@ -36,24 +36,17 @@ spool: { path: var/spool.db }
 timezone: America/Los_Angeles
 schedules:
   business-hours: { days: mon-sun }
+plugins: { dir: %s }
 outputs:
-  oncall-slack: { plugin: slack, webhook_url: "https://hooks.slack.example/x" }
-  oncall-sms:
-    plugin: sms
-    provider: twilio
-    account_sid: AC0
-    auth_token: t0k
-    from: "+14155550100"
-    to: ["+14155550199"]
-  front-desk:
-    plugin: smtp
-    url: smtp://mail.example:587
-    from: alerts@clinic.example
-    to: [frontdesk@clinic.example]
-  archive: { plugin: file, path: var/events.jsonl }
+  # testout stands in for slack, sms, smtp and file: it takes their
+  # template fields and records every attempt in a file.
+  oncall-slack: { plugin: testout, path: slack.jsonl }
+  oncall-sms: { plugin: testout, path: sms.jsonl }
+  front-desk: { plugin: testout, path: email.jsonl }
+  archive: { plugin: testout, path: archive.jsonl }
 rules:
   - include: rules/*.yaml
-""" % (port, h.WEBHOOK_PATH, h.SECRET_ENV)
+""" % (port, h.WEBHOOK_PATH, h.SECRET_ENV, h.test_plugins_dir())
     return text, port
 
 
@@ -88,6 +81,10 @@ def case_samples_route_as_the_rules_say(ctx):
     spam["payload"]["is_spam"] = True
     spam_id = srv.post_ok(spam)
     again_id = srv.post_ok(h.load_example("inbound_end_of_call"))
+    # 9 archived, 1 to Slack, 2 forms to the front desk.
+    h.wait_for("all 12 deliveries recorded as delivered", lambda: sum(
+        1 for name in ("slack", "sms", "email", "archive")
+        for r in h.read_jsonl(ctx.path(name + ".jsonl")) if r["result"] == "delivered") == 12)
     h.check_eq(srv.stop(), 0, "exit code after SIGTERM")
 
     got = deliveries_by_event(ctx, srv.cfg_path)
@@ -99,8 +96,8 @@ def case_samples_route_as_the_rules_say(ctx):
             want = [("front-desk", "signed-forms")] + want
         have = [(d[0], d[1]) for d in got.get(event_id, [])]
         h.check_eq(have, want, "deliveries of %s" % event_type)
-        h.check(all(d[2] == "pending" for d in got[event_id]),
-                "new deliveries are pending: %r" % got[event_id])
+        h.check(all(d[2] == "delivered" for d in got[event_id]),
+                "deliveries are delivered: %r" % got[event_id])
     h.check_eq(got.get(spam_id), [], "deliveries of a spam call")
     h.check_eq([(d[0], d[1]) for d in got.get(again_id, [])],
                [("archive", "archive-everything")],
@@ -112,7 +109,15 @@ def case_samples_route_as_the_rules_say(ctx):
         call["caller_phone_number"], call["super_short_report"]), "rendered Slack text")
     # The archive's line defaults to the envelope, which is built from the
     # stored event at delivery rather than stored twice.
-    h.check_eq(got[ids["form_sent"]][0][3], {"line": None}, "archive fields")
+    h.check_eq(got[ids["form_sent"]][0][3],
+               {"text": "form_sent %s" % ids["form_sent"], "subject": "[t] form_sent",
+                "body": None, "line": None}, "archive fields")
+    sent = [r for r in h.read_jsonl(ctx.path("slack.jsonl")) if r["result"] == "delivered"]
+    h.check_eq([r["event_id"] for r in sent], [ids["inbound_end_of_call"]],
+               "the Slack stand-in's deliveries")
+    h.check_eq(sent[0]["fields"]["text"], slack["text"], "the text the plugin was handed")
+    h.check_eq(h.read_jsonl(ctx.path("sms.jsonl")), [],
+               "no SMS inside business hours")
     log = srv.stderr()
     h.check("throttled=1" in log, "the throttled call is counted in the log")
     h.check(call["caller_phone_number"] not in log, "no phone number in the log")

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "fake_plugins.h"
 #include "yml.h"
 
 /* Writes `text` to a fresh temporary file; the caller unlinks it. */
@@ -369,5 +370,6 @@ int main(void)
         cmocka_unit_test(test_config_errors_never_show_secrets),
     };
 
+    fake_plugins_preload();
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

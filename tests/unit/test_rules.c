@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "event.h"
+#include "fake_plugins.h"
 #include "rules.h"
 
 /* Instants in UTC, the test config's timezone. 2024-05-01 is a Wednesday. */
@@ -1757,5 +1758,6 @@ int main(void)
         cmocka_unit_test(test_rules_error_all_reported),
     };
 
+    fake_plugins_preload();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

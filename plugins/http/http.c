@@ -1,0 +1,801 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The http output: POSTs (or PUTs) each message, by default the event's
+ * envelope JSON, to a URL with the configured headers, and, given a
+ * `signing_secret`, signs it as the Standard Webhooks specification does
+ * so a receiver verifies it with that standard's libraries. 2xx is
+ * delivered; 408, 429 and 5xx retry; any other answer fails.
+ */
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+
+#include <switchboard/plugin.h>
+
+#define HTTP_POOL_MAX   64 /* idle handles kept per output */
+#define HTTP_HOST_MAX   256
+#define HTTP_KEY_MAX    256 /* bytes of a decoded signing key */
+#define HTTP_SECRET_TAG "whsec_"
+#define HTTP_SHA256_LEN 32
+
+enum http_kind {
+    HTTP_STRING,
+    HTTP_PATH,
+    HTTP_BOOLEAN,
+    HTTP_DURATION,
+};
+
+/* What the config says; strings are owned copies. */
+struct http_conf {
+    char *url;
+    char *method;
+    char *signing_secret;
+    char *ca_file;
+    int tls_verify;
+    uint64_t timeout_ms;
+    uint64_t connect_timeout_ms;
+};
+
+struct http_option {
+    const char *key;
+    enum http_kind kind;
+    int required;
+    size_t offset;   /* in struct http_conf */
+    uint64_t def;    /* booleans and durations */
+    uint64_t max_ms; /* durations: the longest accepted */
+};
+
+#define HTTP_AT(member) offsetof(struct http_conf, member)
+
+/* `headers`, a map of names to values, is read apart: see http_headers. */
+static const struct http_option http_options[] = {
+    /* Where to send; http:// or https://. */
+    {"url", HTTP_STRING, 1, HTTP_AT(url), 0, 0},
+    /* POST (the default) or PUT. */
+    {"method", HTTP_STRING, 0, HTTP_AT(method), 0, 0},
+    /* whsec_<base64 key>: sign each request (Standard Webhooks). */
+    {"signing_secret", HTTP_STRING, 0, HTTP_AT(signing_secret), 0, 0},
+    /* PEM bundle of the CAs to trust instead of the system's. */
+    {"ca_file", HTTP_PATH, 0, HTTP_AT(ca_file), 0, 0},
+    /* Off only by an explicit choice, logged at warn. */
+    {"tls_verify", HTTP_BOOLEAN, 0, HTTP_AT(tls_verify), 1, 0},
+    /* The whole attempt, connecting included. */
+    {"timeout", HTTP_DURATION, 0, HTTP_AT(timeout_ms), 10000, 600000},
+    {"connect_timeout", HTTP_DURATION, 0, HTTP_AT(connect_timeout_ms), 5000,
+     600000},
+};
+
+struct http {
+    const struct sb_plugin_host *host;
+    struct http_conf conf;
+    char host_name[HTTP_HOST_MAX]; /* the URL's host: what logs show */
+    unsigned char key[HTTP_KEY_MAX];
+    size_t key_len; /* 0: requests are not signed */
+    int has_content_type;
+    struct curl_slist *headers; /* the user's, then ours */
+    int curl_ready;             /* holds a curl_global_init reference */
+    pthread_mutex_t lock;
+    CURL *idle[HTTP_POOL_MAX]; /* handles no deliver() is using */
+    size_t idle_count;
+};
+
+/*
+ * curl_global_init is not thread-safe and counts its callers: every
+ * instance that will deliver takes one reference under this lock and
+ * gives it back in destroy(), so nothing of curl's outlives the plugin.
+ */
+static pthread_mutex_t http_global_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int http_global_take(void)
+{
+    CURLcode code;
+
+    pthread_mutex_lock(&http_global_lock);
+    code = curl_global_init(CURL_GLOBAL_DEFAULT);
+    pthread_mutex_unlock(&http_global_lock);
+    return code == CURLE_OK ? 0 : -1;
+}
+
+static void http_global_give(void)
+{
+    pthread_mutex_lock(&http_global_lock);
+    curl_global_cleanup();
+    pthread_mutex_unlock(&http_global_lock);
+}
+
+/* ---- base64 (RFC 4648 §4, padded) -------------------------------------- */
+
+static const char http_b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Writes 4 * ceil(len / 3) characters and a NUL at out. */
+static void http_b64_encode(const unsigned char *in, size_t len, char *out)
+{
+    size_t i;
+
+    for (i = 0; i + 2 < len; i += 3) {
+        uint32_t v =
+            (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+
+        *out++ = http_b64[v >> 18];
+        *out++ = http_b64[(v >> 12) & 63];
+        *out++ = http_b64[(v >> 6) & 63];
+        *out++ = http_b64[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)in[i] << 16 |
+                     (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
+
+        *out++ = http_b64[v >> 18];
+        *out++ = http_b64[(v >> 12) & 63];
+        *out++ = i + 1 < len ? http_b64[(v >> 6) & 63] : '=';
+        *out++ = '=';
+    }
+    *out = '\0';
+}
+
+static int http_b64_value(char c)
+{
+    const char *at = c != '\0' ? strchr(http_b64, c) : NULL;
+
+    return at != NULL ? (int)(at - http_b64) : -1;
+}
+
+/*
+ * Decodes padded base64 into out, which has room for `room` bytes.
+ * Returns the decoded length, or -1 for anything that is not base64 or
+ * does not fit.
+ */
+static long http_b64_decode(const char *in, unsigned char *out, size_t room)
+{
+    size_t len = strlen(in);
+    size_t n = 0;
+    size_t i;
+
+    if (len == 0 || len % 4 != 0 || len / 4 * 3 > room) {
+        return -1;
+    }
+    for (i = 0; i < len; i += 4) {
+        uint32_t v = 0;
+        int pad = 0;
+        int j;
+
+        for (j = 0; j < 4; j++) {
+            int d = http_b64_value(in[i + j]);
+
+            if (in[i + j] == '=' && i + 4 == len && j >= 2) {
+                pad++;
+                d = 0;
+            } else if (d < 0 || pad > 0) {
+                return -1;
+            }
+            v = v << 6 | (uint32_t)d;
+        }
+        out[n++] = (unsigned char)(v >> 16);
+        if (pad < 2) {
+            out[n++] = (unsigned char)(v >> 8);
+        }
+        if (pad < 1) {
+            out[n++] = (unsigned char)v;
+        }
+    }
+    return (long)n;
+}
+
+/* ---- config ------------------------------------------------------------ */
+
+static int http_read_string(const struct sb_plugin_config *cfg,
+                            const struct sb_plugin_host *host,
+                            const struct http_option *opt, char **out)
+{
+    const char *text = NULL;
+    int rc =
+        opt->kind == HTTP_PATH
+            ? host->config_path(cfg, opt->key, opt->required, NULL, &text)
+            : host->config_string(cfg, opt->key, opt->required, NULL, &text);
+
+    if (rc != 0 || text == NULL) {
+        return rc;
+    }
+    *out = strdup(text);
+    if (*out == NULL) {
+        return host->config_error(cfg, opt->key, "%s: out of memory", opt->key);
+    }
+    return 0;
+}
+
+static int http_read_option(const struct sb_plugin_config *cfg,
+                            const struct sb_plugin_host *host,
+                            const struct http_option *opt,
+                            struct http_conf *conf)
+{
+    void *at = (char *)conf + opt->offset;
+    uint64_t *ms = at;
+    int rc;
+
+    switch (opt->kind) {
+    case HTTP_STRING:
+    case HTTP_PATH:
+        return http_read_string(cfg, host, opt, at);
+    case HTTP_BOOLEAN:
+        return host->config_boolean(cfg, opt->key, opt->required, (int)opt->def,
+                                    at);
+    case HTTP_DURATION:
+        rc = host->config_duration(cfg, opt->key, opt->required, opt->def, ms);
+        if (rc == 0 && (*ms == 0 || *ms > opt->max_ms)) {
+            return host->config_error(cfg, opt->key,
+                                      "%s: expected 1ms to %llus", opt->key,
+                                      (unsigned long long)opt->max_ms / 1000);
+        }
+        return rc;
+    }
+    return -1;
+}
+
+/*
+ * Copies the host of an http(s) URL into out_host. Returns 1 for https,
+ * 0 for http, -1 for anything else: another scheme, user info (put
+ * credentials in a header), an empty host, a bad port.
+ */
+static int http_url_host(const char *url, char *out_host, size_t size)
+{
+    int tls = strncasecmp(url, "https://", 8) == 0;
+    const char *at = url + (tls ? 8 : 7);
+    size_t authority;
+    size_t host_len;
+    size_t i;
+
+    out_host[0] = '\0';
+    if (!tls && strncasecmp(url, "http://", 7) != 0) {
+        return -1;
+    }
+    for (i = 0; url[i] != '\0'; i++) {
+        if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f) {
+            return -1;
+        }
+    }
+    authority = strcspn(at, "/?#");
+    host_len = at[0] == '[' ? strcspn(at, "]") + 1 : strcspn(at, ":/?#");
+    if (memchr(at, '@', authority) != NULL || host_len == 0 ||
+        host_len > authority || host_len >= size) {
+        return -1;
+    }
+    for (i = host_len + 1; i < authority; i++) {
+        if (at[host_len] != ':' || at[i] < '0' || at[i] > '9') {
+            return -1;
+        }
+    }
+    if (host_len < authority && at[host_len] != ':') {
+        return -1;
+    }
+    memcpy(out_host, at, host_len);
+    out_host[host_len] = '\0';
+    return tls;
+}
+
+/* RFC 9110 §5.6.2: a token. */
+static int http_is_token(const char *s)
+{
+    size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                         "0123456789!#$%&'*+-.^_`|~");
+
+    return n > 0 && s[n] == '\0';
+}
+
+/* Tab and visible characters only: no CR or LF to start a new header. */
+static int http_is_field_value(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (((unsigned char)*s < ' ' && *s != '\t') || *s == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int http_is_ours(const char *name)
+{
+    return strcasecmp(name, "webhook-id") == 0 ||
+           strcasecmp(name, "webhook-timestamp") == 0 ||
+           strcasecmp(name, "webhook-signature") == 0;
+}
+
+/* Adds "Name: value" to the instance's headers (skipped when checking). */
+static int http_header_add(struct http *s, const char *name, const char *value)
+{
+    size_t size = strlen(name) + strlen(value) + 3;
+    char *line = malloc(size);
+    struct curl_slist *more = NULL;
+
+    if (line == NULL) {
+        return -1;
+    }
+    /* "Name;" is how curl sends a header with an empty value. */
+    snprintf(line, size, value[0] != '\0' ? "%s: %s" : "%s;", name, value);
+    more = curl_slist_append(s->headers, line);
+    explicit_bzero(line, size);
+    free(line);
+    if (more == NULL) {
+        return -1;
+    }
+    s->headers = more;
+    return 0;
+}
+
+static int http_header(const struct sb_plugin_config *map, struct http *s,
+                       const char *name)
+{
+    const struct sb_plugin_host *host = s->host;
+    const char *value = NULL;
+
+    if (host->config_string(map, name, 1, NULL, &value) != 0) {
+        return -1;
+    }
+    if (!http_is_token(name)) {
+        return host->config_error(map, name,
+                                  "headers: a name that is not an HTTP token");
+    }
+    if (!http_is_field_value(value)) {
+        return host->config_error(
+            map, name, "headers: %s: a CR, LF or control byte in the value",
+            name);
+    }
+    if (s->conf.signing_secret != NULL && http_is_ours(name)) {
+        return host->config_error(map, name,
+                                  "headers: %s is set by signing_secret", name);
+    }
+    if (strcasecmp(name, "content-type") == 0) {
+        s->has_content_type = 1;
+    }
+    if (!host->check_only && http_header_add(s, name, value) != 0) {
+        return host->config_error(map, name, "headers: out of memory");
+    }
+    return 0;
+}
+
+static int http_headers(const struct sb_plugin_config *cfg, struct http *s)
+{
+    const struct sb_plugin_config *map = NULL;
+    struct sb_plugin_strings names = {NULL, 0};
+    int rc = 0;
+    size_t i;
+
+    if (s->host->config_map(cfg, "headers", 0, &map) != 0) {
+        return -1;
+    }
+    if (map == NULL) {
+        return 0;
+    }
+    s->host->config_keys(map, &names);
+    for (i = 0; i < names.count; i++) {
+        rc |= http_header(map, s, names.items[i]);
+    }
+    return rc;
+}
+
+static int http_check_secret(const struct sb_plugin_config *cfg, struct http *s)
+{
+    const char *secret = s->conf.signing_secret;
+    size_t tag = strlen(HTTP_SECRET_TAG);
+    long n = -1;
+
+    if (strncmp(secret, HTTP_SECRET_TAG, tag) == 0) {
+        n = http_b64_decode(secret + tag, s->key, sizeof(s->key));
+    }
+    if (n <= 0) {
+        return s->host->config_error(
+            cfg, "signing_secret",
+            "signing_secret: expected whsec_<base64 key>");
+    }
+    s->key_len = (size_t)n;
+    return 0;
+}
+
+/* Checks the values that were read; each problem is recorded. */
+static int http_check(const struct sb_plugin_config *cfg, struct http *s)
+{
+    const struct sb_plugin_host *host = s->host;
+    const struct http_conf *c = &s->conf;
+    int rc = 0;
+
+    if (c->url != NULL &&
+        http_url_host(c->url, s->host_name, sizeof(s->host_name)) < 0) {
+        rc = host->config_error(cfg, "url",
+                                "url: expected an http:// or https:// URL");
+    }
+    if (c->method != NULL && strcmp(c->method, "POST") != 0 &&
+        strcmp(c->method, "PUT") != 0) {
+        rc = host->config_error(cfg, "method", "method: expected POST or PUT");
+    }
+    if (c->signing_secret != NULL) {
+        rc |= http_check_secret(cfg, s);
+    }
+    if (c->ca_file != NULL && access(c->ca_file, R_OK) != 0) {
+        rc =
+            host->config_error(cfg, "ca_file", "ca_file: cannot read the file");
+    }
+    return rc;
+}
+
+/* ---- curl handles ------------------------------------------------------ */
+
+/* The answer's body is not needed: only its status. */
+static size_t http_on_reply(char *data, size_t size, size_t count,
+                            void *userdata)
+{
+    (void)data;
+    (void)userdata;
+    return size * count;
+}
+
+/* A new handle with everything that stays the same from one request on. */
+static CURL *http_handle_new(const struct http *s)
+{
+    const struct http_conf *c = &s->conf;
+    CURL *h = curl_easy_init();
+    CURLcode rc = h != NULL ? CURLE_OK : CURLE_OUT_OF_MEMORY;
+
+#define HTTP_SET(opt, val)                          \
+    do {                                            \
+        if (rc == CURLE_OK) {                       \
+            rc = curl_easy_setopt(h, (opt), (val)); \
+        }                                           \
+    } while (0)
+    HTTP_SET(CURLOPT_URL, c->url);
+    HTTP_SET(CURLOPT_NOSIGNAL, 1L);
+    HTTP_SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    HTTP_SET(CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+    HTTP_SET(CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+    HTTP_SET(CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
+    HTTP_SET(CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
+    if (c->ca_file != NULL) {
+        HTTP_SET(CURLOPT_CAINFO, c->ca_file);
+    }
+    HTTP_SET(CURLOPT_POST, 1L);
+    if (c->method != NULL && strcmp(c->method, "PUT") == 0) {
+        HTTP_SET(CURLOPT_CUSTOMREQUEST, "PUT");
+    }
+    HTTP_SET(CURLOPT_HTTPHEADER, s->headers);
+    HTTP_SET(CURLOPT_USERAGENT, "switchboard");
+    HTTP_SET(CURLOPT_WRITEFUNCTION, http_on_reply);
+#undef HTTP_SET
+    if (rc != CURLE_OK) {
+        curl_easy_cleanup(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* An idle handle, or a new one; NULL only when curl cannot make one. */
+static CURL *http_handle_take(struct http *s)
+{
+    CURL *h = NULL;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->idle_count > 0) {
+        h = s->idle[--s->idle_count];
+    }
+    pthread_mutex_unlock(&s->lock);
+    return h != NULL ? h : http_handle_new(s);
+}
+
+/* Keeps the handle, and its open connection, for the next deliver(). */
+static void http_handle_give(struct http *s, CURL *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (s->idle_count < HTTP_POOL_MAX) {
+        s->idle[s->idle_count++] = h;
+        h = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    curl_easy_cleanup(h);
+}
+
+/* Header lines may hold tokens: wiped before they are freed. */
+static void http_headers_free(struct curl_slist *list)
+{
+    struct curl_slist *h;
+
+    for (h = list; h != NULL; h = h->next) {
+        explicit_bzero(h->data, strlen(h->data));
+    }
+    curl_slist_free_all(list);
+}
+
+/* ---- signing ----------------------------------------------------------- */
+
+/* base64(HMAC-SHA256(key, id "." timestamp "." body)) into out (45 B). */
+static int http_sign(const struct http *s, const char *id, const char *ts,
+                     const char *body, size_t len, char *out)
+{
+    unsigned char mac[HTTP_SHA256_LEN];
+    gnutls_hmac_hd_t hd;
+    int rc;
+
+    rc = gnutls_hmac_init(&hd, GNUTLS_MAC_SHA256, s->key, s->key_len);
+    if (rc < 0) {
+        return -1;
+    }
+    rc = gnutls_hmac(hd, id, strlen(id));
+    rc = rc < 0 ? rc : gnutls_hmac(hd, ".", 1);
+    rc = rc < 0 ? rc : gnutls_hmac(hd, ts, strlen(ts));
+    rc = rc < 0 ? rc : gnutls_hmac(hd, ".", 1);
+    rc = rc < 0 ? rc : gnutls_hmac(hd, body, len);
+    gnutls_hmac_deinit(hd, mac);
+    if (rc < 0) {
+        return -1;
+    }
+    http_b64_encode(mac, sizeof(mac), out);
+    explicit_bzero(mac, sizeof(mac));
+    return 0;
+}
+
+/* Appends a copy of line; on failure frees the whole list. */
+static int http_slist_add(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *more = curl_slist_append(*list, line);
+
+    if (more == NULL) {
+        http_headers_free(*list);
+        *list = NULL;
+        return -1;
+    }
+    *list = more;
+    return 0;
+}
+
+/*
+ * The instance's headers plus the three of Standard Webhooks. The id is
+ * the same on every attempt of a delivery, so a receiver can drop a
+ * repeat; the timestamp is the attempt's. NULL when out of memory.
+ */
+static struct curl_slist *
+http_signed_headers(const struct http *s, const struct sb_plugin_message *msg)
+{
+    char id[128];
+    char ts[32];
+    char sig[HTTP_SHA256_LEN / 3 * 4 + 8];
+    char line[192];
+    struct curl_slist *list = NULL;
+    const struct curl_slist *h;
+    int rc = 0;
+
+    snprintf(id, sizeof(id), "msg_%s_%lld", msg->event_id,
+             (long long)msg->delivery_id);
+    snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
+    if (http_sign(s, id, ts, msg->fields[0], msg->field_lens[0], sig) != 0) {
+        return NULL;
+    }
+    for (h = s->headers; h != NULL && rc == 0; h = h->next) {
+        rc = http_slist_add(&list, h->data);
+    }
+    snprintf(line, sizeof(line), "webhook-id: %s", id);
+    rc = rc == 0 ? http_slist_add(&list, line) : rc;
+    snprintf(line, sizeof(line), "webhook-timestamp: %s", ts);
+    rc = rc == 0 ? http_slist_add(&list, line) : rc;
+    snprintf(line, sizeof(line), "webhook-signature: v1,%s", sig);
+    rc = rc == 0 ? http_slist_add(&list, line) : rc;
+    return list;
+}
+
+/* ---- one attempt ------------------------------------------------------- */
+
+static enum sb_plugin_status http_classify(CURL *h, long status,
+                                           struct sb_plugin_result *out)
+{
+    curl_off_t wait_s = 0;
+
+    if (status >= 200 && status < 300) {
+        return SB_PLUGIN_DELIVERED;
+    }
+    snprintf(out->error, sizeof(out->error), "HTTP %ld", status);
+    if (status == 408 || status == 429 || status >= 500) {
+        /* Seconds or an HTTP date; curl turns either into seconds. */
+        if (curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &wait_s) == CURLE_OK &&
+            wait_s > 0) {
+            out->retry_after_ms = (uint64_t)wait_s * 1000u;
+        }
+        return SB_PLUGIN_RETRY;
+    }
+    return SB_PLUGIN_FAILED;
+}
+
+/* Sends the body on h; a network failure or timeout is a retry. */
+static enum sb_plugin_status http_send(struct http *s, CURL *h,
+                                       const struct sb_plugin_message *msg,
+                                       struct curl_slist *headers,
+                                       struct sb_plugin_result *out)
+{
+    long status = 0;
+    CURLcode rc;
+
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, msg->fields[0]);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t)msg->field_lens[0]);
+    rc = curl_easy_perform(h);
+    /* The handle outlives this call; the message and the list do not. */
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, s->headers);
+    if (rc != CURLE_OK) {
+        /* curl's words name the failure, never the URL. */
+        snprintf(out->error, sizeof(out->error), "%s", curl_easy_strerror(rc));
+        s->host->log(s->host, SB_PLUGIN_LOG_DEBUG, "request to %s: %s",
+                     s->host_name, out->error);
+        return SB_PLUGIN_RETRY;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    s->host->log(s->host, SB_PLUGIN_LOG_DEBUG, "request to %s: HTTP %ld",
+                 s->host_name, status);
+    return http_classify(h, status, out);
+}
+
+/* ---- the plugin -------------------------------------------------------- */
+
+static void http_destroy(void *instance)
+{
+    struct http *s = instance;
+    size_t i;
+
+    if (s == NULL) {
+        return;
+    }
+    for (i = 0; i < s->idle_count; i++) {
+        curl_easy_cleanup(s->idle[i]);
+    }
+    http_headers_free(s->headers);
+    if (s->curl_ready) {
+        http_global_give();
+    }
+    pthread_mutex_destroy(&s->lock);
+    if (s->conf.signing_secret != NULL) {
+        explicit_bzero(s->conf.signing_secret, strlen(s->conf.signing_secret));
+    }
+    explicit_bzero(s->key, sizeof(s->key));
+    free(s->conf.url);
+    free(s->conf.method);
+    free(s->conf.signing_secret);
+    free(s->conf.ca_file);
+    free(s);
+}
+
+/* What only a delivering instance needs: curl and our own headers. */
+static int http_start(struct http *s)
+{
+    int rc = 0;
+
+    if (http_global_take() != 0) {
+        s->host->log(s->host, SB_PLUGIN_LOG_ERROR, "libcurl did not start");
+        return -1;
+    }
+    s->curl_ready = 1;
+    if (!s->has_content_type) {
+        rc = http_header_add(s, "Content-Type", "application/json");
+    }
+    /* "Expect:" drops curl's 100-continue round trip. */
+    if (rc == 0) {
+        rc = http_slist_add(&s->headers, "Expect:");
+    }
+    if (rc != 0) {
+        s->host->log(s->host, SB_PLUGIN_LOG_ERROR, "out of memory");
+    }
+    return rc;
+}
+
+/* Choices that weaken transport security are made loudly. */
+static void http_warn(const struct http *s)
+{
+    const struct sb_plugin_host *host = s->host;
+
+    if (!s->conf.tls_verify) {
+        host->log(host, SB_PLUGIN_LOG_WARN,
+                  "tls_verify is false: the certificate of %s is not checked",
+                  s->host_name);
+    }
+    if (strncasecmp(s->conf.url, "http://", 7) == 0 &&
+        strcmp(s->host_name, "127.0.0.1") != 0 &&
+        strcasecmp(s->host_name, "localhost") != 0 &&
+        strcmp(s->host_name, "[::1]") != 0) {
+        host->log(host, SB_PLUGIN_LOG_WARN,
+                  "url is plain http: requests to %s travel unencrypted",
+                  s->host_name);
+    }
+}
+
+static int http_create(const struct sb_plugin_config *cfg,
+                       const struct sb_plugin_host *host, void **out_instance)
+{
+    struct http *s = calloc(1, sizeof(*s));
+    int rc = 0;
+    size_t i;
+
+    *out_instance = NULL;
+    if (s == NULL || pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        host->log(host, SB_PLUGIN_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    s->host = host;
+    for (i = 0; i < sizeof(http_options) / sizeof(http_options[0]); i++) {
+        rc |= http_read_option(cfg, host, &http_options[i], &s->conf);
+    }
+    rc |= http_check(cfg, s);
+    rc |= http_headers(cfg, s);
+    if (rc == 0) {
+        http_warn(s);
+    }
+    if (rc == 0 && !host->check_only) {
+        rc = http_start(s);
+    }
+    if (rc != 0) {
+        http_destroy(s);
+        return -1;
+    }
+    *out_instance = s;
+    return 0;
+}
+
+static enum sb_plugin_status http_deliver(void *instance,
+                                          const struct sb_plugin_message *msg,
+                                          struct sb_plugin_result *out)
+{
+    struct http *s = instance;
+    struct curl_slist *signed_headers = NULL;
+    enum sb_plugin_status st = SB_PLUGIN_RETRY;
+    CURL *h = NULL;
+
+    if (msg->field_count < 1) {
+        snprintf(out->error, sizeof(out->error), "no body field");
+        return SB_PLUGIN_FAILED;
+    }
+    if (s->key_len > 0) {
+        signed_headers = http_signed_headers(s, msg);
+        if (signed_headers == NULL) {
+            snprintf(out->error, sizeof(out->error), "could not sign");
+            return SB_PLUGIN_RETRY;
+        }
+    }
+    h = http_handle_take(s);
+    if (h == NULL) {
+        snprintf(out->error, sizeof(out->error), "no curl handle");
+    } else {
+        st = http_send(s, h, msg,
+                       signed_headers != NULL ? signed_headers : s->headers,
+                       out);
+    }
+    http_handle_give(s, h);
+    http_headers_free(signed_headers);
+    return st;
+}
+
+static const struct sb_plugin_field http_fields[] = {
+    /* NULL: the event envelope, one line of JSON. */
+    {"body", NULL, SB_PLUGIN_ESCAPE_JSON},
+};
+
+SB_PLUGIN_DECLARE = {
+    .abi_version = SB_PLUGIN_ABI_VERSION,
+    .size = sizeof(struct sb_plugin_descriptor),
+    .name = "http",
+    .description = "sends each event to an HTTP endpoint, optionally signed",
+    .flags = SB_PLUGIN_THREAD_SAFE,
+    .fields = http_fields,
+    .field_count = sizeof(http_fields) / sizeof(http_fields[0]),
+    .create = http_create,
+    .deliver = http_deliver,
+    .destroy = http_destroy,
+    .reopen = NULL,
+};
