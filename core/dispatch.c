@@ -29,9 +29,14 @@
 #define DISPATCH_SETTLE_WAIT_MS 10
 /* The envelope holds the payload re-encoded: room for the worst escaping. */
 #define DISPATCH_ENVELOPE_MAX ((size_t)64 << 20)
-/* Queued, running and settling deliveries per worker, plus slack. */
-#define DISPATCH_LANE_SLOTS_PER_WORKER 2
-#define DISPATCH_LANE_SLACK            8
+/*
+ * Deliveries a lane holds (queued, running, or waiting for their outcome's
+ * commit) per worker, plus slack. An outcome takes a commit or two to be
+ * stored, so a lane must hold several commits' worth to keep its workers
+ * busy; each held delivery costs a copy of its event in memory.
+ */
+#define DISPATCH_LANE_SLOTS_PER_WORKER 16
+#define DISPATCH_LANE_SLACK            32
 
 struct dispatch_lane;
 
@@ -65,7 +70,8 @@ struct dispatch_lane {
     /* Ids queued, being attempted or settling: never read twice at once. */
     int64_t *held;
     size_t held_count;
-    size_t slots; /* capacity of held */
+    size_t slots;  /* capacity of held */
+    int64_t *skip; /* the scheduler's copy of held, for the due query */
     pthread_t *workers;
     size_t worker_count;
     size_t workers_started;
@@ -294,16 +300,18 @@ static void dispatch_fill(struct sb_dispatch *d, struct dispatch_lane *lane)
     struct sb_error err;
     size_t held;
 
+    /* Held ones are still pending and due: the query leaves them out. */
     pthread_mutex_lock(&lane->mu);
     held = lane->held_count;
+    memcpy(lane->skip, lane->held, held * sizeof(*lane->held));
     pthread_mutex_unlock(&lane->mu);
     if (held == lane->slots) {
         return;
     }
-    /* Held ones are still pending and due: ask for enough beyond them. */
     sb_error_clear(&err);
-    if (sb_spool_due(d->reader, lane->out->name, lane->slots, dispatch_on_due,
-                     lane, &err) != SB_OK) {
+    if (sb_spool_due(d->reader, lane->out->name, lane->skip, held,
+                     lane->slots - held, dispatch_on_due, lane,
+                     &err) != SB_OK) {
         SB_LOG_WARN("dispatch",
                     "output=%s msg=\"cannot read due deliveries\" err=\"%s\"",
                     lane->out->name, err.msg);
@@ -624,8 +632,9 @@ static enum sb_status dispatch_lane_init(struct sb_dispatch *d,
     lane->slots = lane->worker_count * DISPATCH_LANE_SLOTS_PER_WORKER +
                   DISPATCH_LANE_SLACK;
     lane->held = calloc(lane->slots, sizeof(*lane->held));
+    lane->skip = calloc(lane->slots, sizeof(*lane->skip));
     lane->workers = calloc(lane->worker_count, sizeof(*lane->workers));
-    if (lane->held == NULL || lane->workers == NULL) {
+    if (lane->held == NULL || lane->skip == NULL || lane->workers == NULL) {
         return SB_ERR_NOMEM;
     }
     return SB_OK;
@@ -775,6 +784,7 @@ void sb_dispatch_free(struct sb_dispatch *d)
             free(job);
         }
         free(lane->held);
+        free(lane->skip);
         free(lane->workers);
         pthread_mutex_destroy(&lane->mu);
         pthread_cond_destroy(&lane->ready);

@@ -349,11 +349,12 @@ enum sb_status sb_spool_reader_open(struct sb_spool *spool,
 }
 
 enum sb_status sb_spool_due(struct sb_spool_reader *reader, const char *output,
+                            const int64_t *skip, size_t skip_count,
                             size_t limit, sb_spool_due_fn fn, void *arg,
                             struct sb_error *err)
 {
-    return reader->backend->due(reader->db, output, sb_spool_now_ms(), limit,
-                                fn, arg, err);
+    return reader->backend->due(reader->db, output, sb_spool_now_ms(), skip,
+                                skip_count, limit, fn, arg, err);
 }
 
 void sb_spool_reader_free(struct sb_spool_reader *reader)

@@ -132,12 +132,13 @@ struct sb_spool_backend {
                                       sb_spool_delivery_fn fn, void *arg,
                                       struct sb_error *err);
     /*
-     * Pending deliveries to `output` due at `now_ms`, soonest first, at
-     * most `limit`. Runs on a reader connection, not the writer's.
+     * Pending deliveries to `output` due at `now_ms` whose ids are not
+     * among `skip`, soonest first, at most `limit`. Runs on a reader
+     * connection, not the writer's.
      */
     enum sb_status (*due)(void *db, const char *output, int64_t now_ms,
-                          size_t limit, sb_spool_due_fn fn, void *arg,
-                          struct sb_error *err);
+                          const int64_t *skip, size_t skip_count, size_t limit,
+                          sb_spool_due_fn fn, void *arg, struct sb_error *err);
     /* Dead deliveries `filter` selects become pending, due at `now_ms`. */
     enum sb_status (*replay)(void *db, const struct sb_spool_filter *filter,
                              int64_t now_ms, size_t *out_count,
@@ -227,8 +228,12 @@ enum sb_status sb_spool_reader_open(struct sb_spool *spool,
                                     struct sb_spool_reader **out_reader,
                                     struct sb_error *err);
 
-/* Pending deliveries to `output` due now, at most `limit`, soonest first. */
+/*
+ * Pending deliveries to `output` due now, soonest first, at most `limit`,
+ * leaving out the `skip_count` ids in `skip` (those dispatch holds).
+ */
 enum sb_status sb_spool_due(struct sb_spool_reader *reader, const char *output,
+                            const int64_t *skip, size_t skip_count,
                             size_t limit, sb_spool_due_fn fn, void *arg,
                             struct sb_error *err);
 

@@ -596,14 +596,44 @@ static struct sb_spool_due sqlite_due_row(sqlite3_stmt *st)
     };
 }
 
+/* "[1,2,3]" for json_each(); NULL when there are no ids. */
+static char *sqlite_id_list(const int64_t *ids, size_t count)
+{
+    size_t cap = count * 21 + 3;
+    char *list;
+    size_t len = 1;
+    size_t i;
+
+    if (count == 0) {
+        return NULL;
+    }
+    list = malloc(cap);
+    if (list == NULL) {
+        return NULL;
+    }
+    list[0] = '[';
+    for (i = 0; i < count; i++) {
+        len += (size_t)snprintf(list + len, cap - len, "%s%lld",
+                                i > 0 ? "," : "", (long long)ids[i]);
+    }
+    snprintf(list + len, cap - len, "]");
+    return list;
+}
+
 /* The (state, output, next_at) index answers this without a scan. */
 static enum sb_status sqlite_due(void *handle, const char *output,
-                                 int64_t now_ms, size_t limit,
+                                 int64_t now_ms, const int64_t *skip,
+                                 size_t skip_count, size_t limit,
                                  sb_spool_due_fn fn, void *arg,
                                  struct sb_error *err)
 {
     struct sqlite_db *db = handle;
+    char *skipped = sqlite_id_list(skip, skip_count);
     int rc;
+
+    if (skip_count > 0 && skipped == NULL) {
+        return SB_ERR_NOMEM;
+    }
 
     if (db->due == NULL &&
         sqlite3_prepare_v3(
@@ -611,14 +641,18 @@ static enum sb_status sqlite_due(void *handle, const char *output,
             "SELECT d.id, d.event_id, d.rule, d.attempts, d.series_at,"
             " d.fields, e.received_at, e.event_type, e.body"
             " FROM deliveries d JOIN events e ON e.id = d.event_id"
-            " WHERE d.state = 'pending' AND d.output = ? AND d.next_at <= ?"
-            " ORDER BY d.next_at LIMIT ?",
+            " WHERE d.state = 'pending' AND d.output = ?1 AND d.next_at <= ?2"
+            " AND (?4 IS NULL OR d.id NOT IN"
+            "  (SELECT value FROM json_each(?4)))"
+            " ORDER BY d.next_at LIMIT ?3",
             -1, SQLITE_PREPARE_PERSISTENT, &db->due, NULL) != SQLITE_OK) {
+        free(skipped);
         return sqlite_fail(db, err, "preparing the due query");
     }
     sqlite3_bind_text(db->due, 1, output, -1, SQLITE_STATIC);
     sqlite3_bind_int64(db->due, 2, now_ms);
     sqlite3_bind_int64(db->due, 3, (sqlite3_int64)limit);
+    sqlite_bind_opt(db->due, 4, skipped);
     for (;;) {
         struct sb_spool_due due;
 
@@ -631,34 +665,11 @@ static enum sb_status sqlite_due(void *handle, const char *output,
     }
     sqlite3_reset(db->due);
     sqlite3_clear_bindings(db->due);
+    free(skipped);
     if (rc != SQLITE_DONE) {
         return sqlite_fail(db, err, "reading due deliveries");
     }
     return SB_OK;
-}
-
-/* "[1,2,3]" for json_each(); NULL when there are no ids. */
-static char *sqlite_id_list(const struct sb_spool_filter *f)
-{
-    size_t cap = f->id_count * 21 + 3;
-    char *list;
-    size_t len = 1;
-    size_t i;
-
-    if (f->id_count == 0) {
-        return NULL;
-    }
-    list = malloc(cap);
-    if (list == NULL) {
-        return NULL;
-    }
-    list[0] = '[';
-    for (i = 0; i < f->id_count; i++) {
-        len += (size_t)snprintf(list + len, cap - len, "%s%lld",
-                                i > 0 ? "," : "", (long long)f->ids[i]);
-    }
-    snprintf(list + len, cap - len, "]");
-    return list;
 }
 
 static enum sb_status sqlite_replay(void *handle,
@@ -669,7 +680,7 @@ static enum sb_status sqlite_replay(void *handle,
     struct sqlite_db *db = handle;
     char since_id[SB_EVENT_ID_LEN + 1];
     char until_id[SB_EVENT_ID_LEN + 1];
-    char *ids = sqlite_id_list(f);
+    char *ids = sqlite_id_list(f->ids, f->id_count);
     sqlite3_stmt *st = NULL;
     int rc;
 

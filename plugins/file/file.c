@@ -49,6 +49,8 @@ struct file_out {
     const struct sb_plugin_host *host;
     char *path;
     enum file_fsync fsync_mode;
+    /* Only a regular file is synced: /dev/null or a FIFO has no disk. */
+    int syncable;
     atomic_int reopen_wanted;
 
     pthread_mutex_t lock;
@@ -128,6 +130,13 @@ static int file_make_parents(const char *path)
     return rc;
 }
 
+static int file_is_regular(int fd)
+{
+    struct stat st;
+
+    return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 static int file_open(const struct file_out *fo)
 {
     int flags = O_WRONLY | O_APPEND | O_CLOEXEC;
@@ -186,6 +195,7 @@ static int file_reopen_locked(struct file_out *fo)
         fo->fd = -1;
     }
     fo->fd = file_open(fo);
+        fo->syncable = file_is_regular(fo->fd);
     if (fo->fd < 0) {
         return errno;
     }
@@ -369,6 +379,7 @@ static int file_create(const struct sb_plugin_config *cfg,
     }
     if (!host->check_only) {
         fo->fd = file_open(fo);
+        fo->syncable = file_is_regular(fo->fd);
         if (fo->fd < 0) {
             char buf[128];
 
@@ -398,11 +409,12 @@ static enum sb_plugin_status file_deliver(void *instance,
     if (rc == SB_PLUGIN_DELIVERED) {
         rc = file_append(fo, msg->fields[0], msg->field_lens[0], out);
     }
-    if (rc == SB_PLUGIN_DELIVERED && fo->fsync_mode == FILE_FSYNC_ALWAYS &&
-        fsync(fo->fd) != 0) {
+    if (rc == SB_PLUGIN_DELIVERED && fo->syncable &&
+        fo->fsync_mode == FILE_FSYNC_ALWAYS && fsync(fo->fd) != 0) {
         rc = file_retry(out, "fsync", errno);
     }
-    if (rc == SB_PLUGIN_DELIVERED && fo->fsync_mode == FILE_FSYNC_BATCH) {
+    if (rc == SB_PLUGIN_DELIVERED && fo->syncable &&
+        fo->fsync_mode == FILE_FSYNC_BATCH) {
         rc = file_group_sync(fo, fo->written, out);
     }
     pthread_mutex_unlock(&fo->lock);
