@@ -89,6 +89,7 @@ struct sb_dispatch {
     pthread_cond_t wake; /* for the scheduler: new deliveries, or stop */
     pthread_cond_t idle; /* for stop: a worker ended */
     int kicked;
+    int64_t wake_at; /* Unix ms of the soonest retry stored; INT64_MAX: none */
     int abandoned;
     size_t active; /* workers that have not ended */
 };
@@ -265,6 +266,21 @@ static void dispatch_kick(void *arg)
     pthread_mutex_unlock(&d->mu);
 }
 
+/*
+ * Kicks the scheduler (a held delivery was released) and makes it wake by
+ * `at_ms`, when a retry was just stored for then.
+ */
+static void dispatch_wake_at(struct sb_dispatch *d, int64_t at_ms)
+{
+    pthread_mutex_lock(&d->mu);
+    if (at_ms < d->wake_at) {
+        d->wake_at = at_ms;
+    }
+    d->kicked = 1;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->mu);
+}
+
 /* ---- the scheduler ---------------------------------------------------- */
 
 /* sb_spool_due callback: queue what the lane does not hold already. */
@@ -318,6 +334,22 @@ static void dispatch_fill(struct sb_dispatch *d, struct dispatch_lane *lane)
     }
 }
 
+/* How long the scheduler may sleep: until the poll or the soonest retry. */
+static uint64_t dispatch_sleep_for(const struct sb_dispatch *d)
+{
+    int64_t until_retry;
+
+    if (d->wake_at == INT64_MAX) {
+        return DISPATCH_POLL_MS;
+    }
+    until_retry = d->wake_at - sb_spool_now_ms();
+    if (until_retry <= 0) {
+        return 0;
+    }
+    return until_retry < DISPATCH_POLL_MS ? (uint64_t)until_retry
+                                          : DISPATCH_POLL_MS;
+}
+
 static void *dispatch_schedule(void *arg)
 {
     struct sb_dispatch *d = arg;
@@ -328,12 +360,15 @@ static void *dispatch_schedule(void *arg)
         struct timespec until;
 
         d->kicked = 0;
+        if (d->wake_at <= sb_spool_now_ms()) {
+            d->wake_at = INT64_MAX; /* this pass takes it */
+        }
         pthread_mutex_unlock(&d->mu);
         for (i = 0; i < d->lane_count && !atomic_load(&d->stopping); i++) {
             dispatch_fill(d, &d->lanes[i]);
         }
         pthread_mutex_lock(&d->mu);
-        until = dispatch_deadline(DISPATCH_POLL_MS);
+        until = dispatch_deadline(dispatch_sleep_for(d));
         while (!d->kicked && !atomic_load(&d->stopping)) {
             if (pthread_cond_timedwait(&d->wake, &d->mu, &until) == ETIMEDOUT) {
                 break;
@@ -465,8 +500,8 @@ static void dispatch_retry_outcome(struct dispatch_worker *w,
     delay = sb_dispatch_retry_delay(policy, made, res->retry_after_ms,
                                     dispatch_random(&w->rng));
     if ((uint64_t)(now - job->series_ms) + delay > policy->max_age_ms) {
-        snprintf(job->error, sizeof(job->error), "%s (gave up: max_age passed)",
-                 why);
+        snprintf(job->error, sizeof(job->error),
+                 "%s (gave up: the next attempt would pass max_age)", why);
         job->settle.state = "dead";
         return;
     }
@@ -530,7 +565,10 @@ static void dispatch_settled(void *arg, enum sb_status rc)
     struct dispatch_lane *lane = job->lane;
 
     if (rc != SB_OK) {
-        /* Still pending in the store: it will be attempted again. */
+        /*
+         * LIMIT: still pending in the store, so it is attempted again: a
+         * peer may get it twice while the disk is full (docs/LIMITS.md).
+         */
         SB_LOG_WARN(
             "dispatch",
             "output=%s delivery=%lld msg=\"outcome not stored; the delivery will be attempted again\"",
@@ -539,13 +577,21 @@ static void dispatch_settled(void *arg, enum sb_status rc)
     pthread_mutex_lock(&lane->mu);
     dispatch_release(lane, job->id);
     pthread_mutex_unlock(&lane->mu);
+    dispatch_wake_at(lane->d,
+                     rc == SB_OK && strcmp(job->settle.state, "pending") == 0
+                         ? job->settle.next_at_ms
+                         : INT64_MAX);
     free(job);
-    dispatch_kick(lane->d);
 }
 
 /*
  * Queues the outcome with the spool. Returns -1, touching nothing, when
  * stop gave up on this worker while it was inside deliver().
+ *
+ * LIMIT: the attempt counts only once this commits. A crash inside
+ * deliver() leaves the delivery pending with its old count, so a plugin
+ * that kills the process on one event is retried without end; counting
+ * before the attempt would cost a commit per attempt. See docs/LIMITS.md.
  */
 static int dispatch_settle(struct sb_dispatch *d, struct dispatch_job *job)
 {
@@ -653,6 +699,7 @@ enum sb_status sb_dispatch_new(const struct sb_config *cfg,
         return SB_ERR_NOMEM;
     }
     d->spool = spool;
+    d->wake_at = INT64_MAX;
     pthread_mutex_init(&d->mu, NULL);
     dispatch_cond_init(&d->wake);
     dispatch_cond_init(&d->idle);

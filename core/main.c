@@ -729,7 +729,11 @@ static int main_serve(const struct main_args *args)
     }
     sb_log_set_level(cfg->log_level);
     main_block_signals(&stop_signals);
-    code = main_open_outputs(cfg, 0);
+    /* Validate every output first: a rejected config creates no file. */
+    code = main_open_outputs(cfg, 1);
+    if (code == 0) {
+        code = main_open_outputs(cfg, 0);
+    }
     if (code != 0) {
         sb_config_free(cfg);
         return code;
@@ -759,9 +763,10 @@ out:
     abandoned = main_stop(&server);
     if (abandoned > 0) {
         /*
-         * A plugin is stuck in deliver(): its instance cannot be destroyed
-         * under it. Everything owed is committed; those deliveries stay
-         * pending for the next start.
+         * LIMIT: a plugin is stuck in deliver(): its instance cannot be
+         * destroyed under it, so we exit without destroying any.
+         * Everything owed is committed; those deliveries stay pending for
+         * the next start (docs/LIMITS.md).
          */
         SB_LOG_ERROR(
             "main",

@@ -36,10 +36,12 @@ struct pcfg_shared {
 
 struct sb_plugin_config {
     enum pcfg_kind kind;
-    char *key;  /* in its parent map; NULL for list items and the root */
-    char *text; /* scalars: expanded */
-    unsigned line;
+    char *key;     /* in its parent map; NULL for list items and the root */
+    char *text;    /* scalars: expanded */
+    unsigned line; /* of the value */
     unsigned col;
+    unsigned key_line; /* of the key, in a map: where "unknown key" points */
+    unsigned key_col;
     int used;
     struct sb_plugin_config *children; /* map values or list items */
     size_t count;
@@ -100,6 +102,8 @@ static enum sb_status pcfg_fill_map(struct sb_yml *y, yaml_node_t *node,
         if (child->key == NULL) {
             return SB_ERR_NOMEM;
         }
+        child->key_line = (unsigned)k->start_mark.line + 1;
+        child->key_col = (unsigned)k->start_mark.column + 1;
         out->texts[out->count] = child->key;
         out->count++;
         step = pcfg_fill(y, sb_yml_node(y, pair->value), child, out->shared);
@@ -485,7 +489,11 @@ static size_t pcfg_unread(const struct sb_plugin_config *map,
         const struct sb_plugin_config *child = &map->children[i];
 
         if (!child->used) {
-            pcfg_fail(child, "unknown key \"%s\" for plugin %s", child->key,
+            struct sb_plugin_config at = *child;
+
+            at.line = child->key_line;
+            at.col = child->key_col;
+            pcfg_fail(&at, "unknown key \"%s\" for plugin %s", child->key,
                       plugin);
             n++;
         } else if (child->kind == PCFG_MAP) {

@@ -46,7 +46,8 @@ else
 fi
 
 # Layout: the committed .clang-format settles it (STYLE.md).
-if clang-format --dry-run --Werror core/*.[ch] tests/unit/*.c \
+if clang-format --dry-run --Werror core/*.[ch] tests/unit/*.c plugins/*/*.c \
+    tests/plugins/*.c include/switchboard/*.h \
     >"$log/format.txt" 2>&1; then
     echo "ok - C sources follow .clang-format"
     passed=$((passed + 1))

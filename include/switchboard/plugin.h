@@ -33,7 +33,7 @@ extern "C" {
 #define SB_PLUGIN_SYMBOL "switchboard_plugin"
 
 #if defined(__GNUC__)
-#define SB_PLUGIN_EXPORT      __attribute__((visibility("default")))
+#define SB_PLUGIN_EXPORT       __attribute__((visibility("default")))
 #define SB_PLUGIN_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define SB_PLUGIN_EXPORT
@@ -224,9 +224,9 @@ struct sb_plugin_descriptor {
 };
 
 /* Declares the descriptor with the name and visibility the router wants. */
-#define SB_PLUGIN_DECLARE                                          \
-    SB_PLUGIN_EXPORT extern const struct sb_plugin_descriptor      \
-        switchboard_plugin;                                        \
+#define SB_PLUGIN_DECLARE                                     \
+    SB_PLUGIN_EXPORT extern const struct sb_plugin_descriptor \
+        switchboard_plugin;                                   \
     const struct sb_plugin_descriptor switchboard_plugin
 
 #ifdef __cplusplus

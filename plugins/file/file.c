@@ -101,10 +101,6 @@ static int file_sync_dir(const char *path)
 }
 
 /*
- * Opens the path for appending, creating it 0600 when absent (an existing
- * file keeps its mode). Returns the descriptor, or -1 with errno set.
- */
-/*
  * Creates the folders above `path` that are missing, 0700 like the
  * spool's: a first start on a fresh machine needs no mkdir.
  */
@@ -137,6 +133,11 @@ static int file_is_regular(int fd)
     return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/*
+ * Opens the path for appending, creating it 0600 (and its folders) when
+ * absent; an existing file keeps its mode. Returns the descriptor, or -1
+ * with errno set.
+ */
 static int file_open(const struct file_out *fo)
 {
     int flags = O_WRONLY | O_APPEND | O_CLOEXEC;
@@ -195,7 +196,7 @@ static int file_reopen_locked(struct file_out *fo)
         fo->fd = -1;
     }
     fo->fd = file_open(fo);
-        fo->syncable = file_is_regular(fo->fd);
+    fo->syncable = file_is_regular(fo->fd);
     if (fo->fd < 0) {
         return errno;
     }
@@ -338,7 +339,8 @@ static int file_configure(struct file_out *fo,
             return rc;
         }
     }
-    return host->config_error(cfg, "fsync", "expected always, batch or never");
+    return host->config_error(cfg, "fsync",
+                              "fsync: expected always, batch or never");
 }
 
 static void file_destroy(void *instance)

@@ -97,10 +97,11 @@ def attempts_of(records):
     out = {}
     for r in records:
         a = out.setdefault(r["delivery_id"], {}).setdefault(r["attempt"], {})
-        if r["result"] == "start":
-            a["start"] = r["t_ms"]
-        else:
-            a["end"] = r["t_ms"]
+        key = "start" if r["result"] == "start" else "end"
+        h.check(key not in a, "delivery %d attempt %d has two %s records: a delivery is "
+                "never attempted twice at once" % (r["delivery_id"], r["attempt"], key))
+        a[key] = r["t_ms"]
+        if key == "end":
             a["result"] = r["result"]
     return out
 
