@@ -111,6 +111,21 @@ if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log/integration.txt"; then
     fail_step "integration runner exited $rc"
 fi
 
+# The threaded parts (ingress, spool writer, dispatch, plugins) again,
+# built with ASan and UBSan: any report or leak fails the server's exit.
+SWITCHBOARD_BIN="$top/build-san/core/switchboard" \
+    SWITCHBOARD_PLUGINS_DIR="$top/build-san/plugins/.libs" \
+    SWITCHBOARD_TEST_PLUGINS_DIR="$top/build-san/tests/plugins/.libs" \
+    python3 tests/integration/run.py test_ingress.py test_routing.py \
+    test_delivery.py test_file.py >"$log/integration-san.txt" 2>&1
+rc=$?
+grep -v ' passed, .* failed$' "$log/integration-san.txt" |
+    sed "s/^\(not \)\{0,1\}ok - /&sanitizers: /"
+count "$log/integration-san.txt"
+if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log/integration-san.txt"; then
+    fail_step "integration runner (sanitizers) exited $rc"
+fi
+
 if [ "$skipped" -gt 0 ]; then
     echo "$passed passed, $failed failed, $skipped skipped"
 else
