@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The http output: POSTs (or PUTs) each message, by default the event's
- * envelope JSON, to a URL with the configured headers, and, given a
+ * envelope JSON, to a URL with the configured headers (whose values may
+ * name the event's id, type, time and rule), and, given a
  * `signing_secret`, signs it as the Standard Webhooks specification does
  * so a receiver verifies it with that standard's libraries. 2xx is
- * delivered; 408, 429 and 5xx retry; any other answer fails.
+ * delivered; 408, 429 and 5xx retry; any other answer fails. The URL may
+ * carry tokens in its path or query: only its host is ever logged.
  */
 #include <pthread.h>
 #include <stddef.h>
@@ -22,11 +24,12 @@
 
 #include <switchboard/plugin.h>
 
-#define HTTP_POOL_MAX   64 /* idle handles kept per output */
-#define HTTP_HOST_MAX   256
-#define HTTP_KEY_MAX    256 /* bytes of a decoded signing key */
-#define HTTP_SECRET_TAG "whsec_"
-#define HTTP_SHA256_LEN 32
+#define HTTP_POOL_MAX    64 /* idle handles kept per output */
+#define HTTP_HEADERS_MAX 32 /* headers an output may set */
+#define HTTP_HOST_MAX    256
+#define HTTP_KEY_MAX     256 /* bytes of a decoded signing key */
+#define HTTP_SECRET_TAG  "whsec_"
+#define HTTP_SHA256_LEN  32
 
 enum http_kind {
     HTTP_STRING,
@@ -61,7 +64,7 @@ struct http_option {
 static const struct http_option http_options[] = {
     /* Where to send; http:// or https://. */
     {"url", HTTP_STRING, 1, HTTP_AT(url), 0, 0},
-    /* POST (the default) or PUT. */
+    /* POST (the default) or PUT, in any case. */
     {"method", HTTP_STRING, 0, HTTP_AT(method), 0, 0},
     /* whsec_<base64 key>: sign each request (Standard Webhooks). */
     {"signing_secret", HTTP_STRING, 0, HTTP_AT(signing_secret), 0, 0},
@@ -75,15 +78,24 @@ static const struct http_option http_options[] = {
      600000},
 };
 
+/* A configured header whose value names the event: rendered per request. */
+struct http_dynamic {
+    char *name;
+    char *value; /* the template, checked by http_template_check */
+};
+
 struct http {
     const struct sb_plugin_host *host;
     struct http_conf conf;
     char host_name[HTTP_HOST_MAX]; /* the URL's host: what logs show */
+    int put;                       /* method: PUT, else POST */
     unsigned char key[HTTP_KEY_MAX];
     size_t key_len; /* 0: requests are not signed */
     int has_content_type;
-    struct curl_slist *headers; /* the user's, then ours */
-    int curl_ready;             /* holds a curl_global_init reference */
+    struct curl_slist *headers; /* the user's fixed ones, then ours */
+    struct http_dynamic dynamic[HTTP_HEADERS_MAX];
+    size_t dynamic_count;
+    int curl_ready; /* holds a curl_global_init reference */
     pthread_mutex_t lock;
     CURL *idle[HTTP_POOL_MAX]; /* handles no deliver() is using */
     size_t idle_count;
@@ -152,44 +164,206 @@ static int http_b64_value(char c)
 }
 
 /*
- * Decodes padded base64 into out, which has room for `room` bytes.
- * Returns the decoded length, or -1 for anything that is not base64 or
- * does not fit.
+ * Decodes base64 into out, which has room for `room` bytes. The padding
+ * may be left off: the Standard Webhooks libraries take a secret either
+ * way, so switchboard does too. Returns the decoded length, or -1 for
+ * anything that is not base64 or does not fit.
  */
 static long http_b64_decode(const char *in, unsigned char *out, size_t room)
 {
     size_t len = strlen(in);
+    size_t pad = 0;
     size_t n = 0;
+    uint32_t bits = 0;
+    int held = 0; /* bits of `bits` not yet written */
     size_t i;
 
-    if (len == 0 || len % 4 != 0 || len / 4 * 3 > room) {
+    while (len > 0 && in[len - 1] == '=' && pad < 2) {
+        len--;
+        pad++;
+    }
+    if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0)) {
         return -1;
     }
-    for (i = 0; i < len; i += 4) {
-        uint32_t v = 0;
-        int pad = 0;
-        int j;
+    for (i = 0; i < len; i++) {
+        int d = http_b64_value(in[i]);
 
-        for (j = 0; j < 4; j++) {
-            int d = http_b64_value(in[i + j]);
-
-            if (in[i + j] == '=' && i + 4 == len && j >= 2) {
-                pad++;
-                d = 0;
-            } else if (d < 0 || pad > 0) {
+        if (d < 0) {
+            return -1;
+        }
+        bits = bits << 6 | (uint32_t)d;
+        held += 6;
+        if (held >= 8) {
+            held -= 8;
+            if (n == room) {
                 return -1;
             }
-            v = v << 6 | (uint32_t)d;
-        }
-        out[n++] = (unsigned char)(v >> 16);
-        if (pad < 2) {
-            out[n++] = (unsigned char)(v >> 8);
-        }
-        if (pad < 1) {
-            out[n++] = (unsigned char)v;
+            out[n++] = (unsigned char)(bits >> held);
         }
     }
     return (long)n;
+}
+
+/* ---- header templates -------------------------------------------------- */
+
+/*
+ * LIMIT: a header value names only the event's own facts below, not
+ * payload paths or sections. Matters when: a receiver wants a payload
+ * value (a conversation id) in a header. Until then: such a template is
+ * a `check` error with its line, and payload values travel in the body,
+ * where receivers look for them and proxies do not log them.
+ */
+static const char *const http_template_names[] = {
+    "event_id",
+    "event_type",
+    "received_at",
+    "rule",
+};
+
+#define HTTP_TEMPLATE_NAMES \
+    (sizeof(http_template_names) / sizeof(http_template_names[0]))
+
+static const char *http_template_value(const struct sb_plugin_message *msg,
+                                       size_t index)
+{
+    const char *value = NULL;
+
+    switch (index) {
+    case 0:
+        value = msg->event_id;
+        break;
+    case 1:
+        value = msg->event_type;
+        break;
+    case 2:
+        value = msg->received_at;
+        break;
+    case 3:
+        value = msg->rule;
+        break;
+    }
+    return value != NULL ? value : "";
+}
+
+static int http_is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/*
+ * Finds the next tag at or after `at`. Returns 1 with *out_open at its
+ * "{{", *out_index its name's place in http_template_names and *out_next
+ * just past its "}}"; 0 when there is none; -1 for an unclosed tag or a
+ * name not in the table. Blanks around the name are allowed.
+ */
+static int http_template_tag(const char *at, const char **out_open,
+                             size_t *out_index, const char **out_next)
+{
+    const char *open = strstr(at, "{{");
+    const char *close = open != NULL ? strstr(open + 2, "}}") : NULL;
+    const char *name = open != NULL ? open + 2 : NULL;
+    const char *end = close;
+    size_t i;
+
+    *out_open = open;
+    *out_index = 0;
+    *out_next = NULL;
+    if (open == NULL) {
+        return 0;
+    }
+    if (close == NULL) {
+        return -1;
+    }
+    while (name < end && http_is_blank(*name)) {
+        name++;
+    }
+    while (end > name && http_is_blank(end[-1])) {
+        end--;
+    }
+    for (i = 0; i < HTTP_TEMPLATE_NAMES; i++) {
+        if (strlen(http_template_names[i]) == (size_t)(end - name) &&
+            memcmp(http_template_names[i], name, (size_t)(end - name)) == 0) {
+            *out_index = i;
+            *out_next = close + 2;
+            return 1;
+        }
+    }
+    return -1;
+}
+
+/* Returns 1 when value holds tags, 0 when it is fixed, -1 when bad. */
+static int http_template_check(const char *value)
+{
+    const char *open;
+    const char *next;
+    size_t index;
+    int found = 0;
+    int rc;
+
+    while ((rc = http_template_tag(value, &open, &index, &next)) == 1) {
+        found = 1;
+        value = next;
+    }
+    return rc < 0 ? -1 : found;
+}
+
+/*
+ * Copies n bytes to out (when out is not NULL), each control byte a
+ * space: a value from the event never starts a new header line.
+ */
+static size_t http_put(char *out, const char *text, size_t n, int escape)
+{
+    size_t i;
+
+    for (i = 0; out != NULL && i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        int control = (c < ' ' && c != '\t') || c == 0x7f;
+
+        out[i] = escape && control ? ' ' : (char)c;
+    }
+    return n;
+}
+
+/*
+ * "Name: value" with the value's tags replaced by the message's values.
+ * One pass measures and a second writes, so the line is allocated once
+ * at its size. Returns the line (the caller frees it), or NULL when out
+ * of memory.
+ */
+static char *http_template_render(const struct http_dynamic *d,
+                                  const struct sb_plugin_message *msg)
+{
+    char *line = NULL;
+    size_t n = 0;
+    int pass;
+
+    for (pass = 0; pass < 2; pass++) {
+        const char *at = d->value;
+        const char *open;
+        const char *next;
+        size_t index;
+
+        n = http_put(line, d->name, strlen(d->name), 0);
+        n += http_put(line != NULL ? line + n : NULL, ": ", 2, 0);
+        while (http_template_tag(at, &open, &index, &next) == 1) {
+            const char *value = http_template_value(msg, index);
+
+            n += http_put(line != NULL ? line + n : NULL, at,
+                          (size_t)(open - at), 0);
+            n += http_put(line != NULL ? line + n : NULL, value, strlen(value),
+                          1);
+            at = next;
+        }
+        n += http_put(line != NULL ? line + n : NULL, at, strlen(at), 0);
+        if (line == NULL) {
+            line = malloc(n + 1);
+            if (line == NULL) {
+                return NULL;
+            }
+        }
+    }
+    line[n] = '\0';
+    return line;
 }
 
 /* ---- config ------------------------------------------------------------ */
@@ -303,11 +477,18 @@ static int http_is_field_value(const char *s)
     return 1;
 }
 
-static int http_is_ours(const char *name)
+static int http_is_signing(const char *name)
 {
     return strcasecmp(name, "webhook-id") == 0 ||
            strcasecmp(name, "webhook-timestamp") == 0 ||
            strcasecmp(name, "webhook-signature") == 0;
+}
+
+/* Headers that frame the body: curl's to set, or the request breaks. */
+static int http_is_framing(const char *name)
+{
+    return strcasecmp(name, "content-length") == 0 ||
+           strcasecmp(name, "transfer-encoding") == 0;
 }
 
 /* Adds "Name: value" to the instance's headers (skipped when checking). */
@@ -332,11 +513,31 @@ static int http_header_add(struct http *s, const char *name, const char *value)
     return 0;
 }
 
+/* Keeps a templated header for http_template_render. */
+static int http_dynamic_add(struct http *s, const char *name, const char *value)
+{
+    struct http_dynamic *d = &s->dynamic[s->dynamic_count];
+
+    d->name = strdup(name);
+    d->value = strdup(value);
+    if (d->name == NULL || d->value == NULL) {
+        free(d->name);
+        free(d->value);
+        d->name = NULL;
+        d->value = NULL;
+        return -1;
+    }
+    s->dynamic_count++;
+    return 0;
+}
+
 static int http_header(const struct sb_plugin_config *map, struct http *s,
                        const char *name)
 {
     const struct sb_plugin_host *host = s->host;
     const char *value = NULL;
+    int templated;
+    int rc = 0;
 
     if (host->config_string(map, name, 1, NULL, &value) != 0) {
         return -1;
@@ -350,17 +551,27 @@ static int http_header(const struct sb_plugin_config *map, struct http *s,
             map, name, "headers: %s: a CR, LF or control byte in the value",
             name);
     }
-    if (s->conf.signing_secret != NULL && http_is_ours(name)) {
+    if (http_is_framing(name) ||
+        (s->conf.signing_secret != NULL && http_is_signing(name))) {
         return host->config_error(map, name,
-                                  "headers: %s is set by signing_secret", name);
+                                  "headers: %s is set by switchboard", name);
+    }
+    templated = http_template_check(value);
+    if (templated < 0) {
+        return host->config_error(
+            map, name,
+            "headers: %s: a template names only event_id, event_type, received_at or rule",
+            name);
     }
     if (strcasecmp(name, "content-type") == 0) {
         s->has_content_type = 1;
     }
-    if (!host->check_only && http_header_add(s, name, value) != 0) {
-        return host->config_error(map, name, "headers: out of memory");
+    if (!host->check_only) {
+        rc = templated ? http_dynamic_add(s, name, value)
+                       : http_header_add(s, name, value);
     }
-    return 0;
+    return rc == 0 ? 0
+                   : host->config_error(map, name, "headers: out of memory");
 }
 
 static int http_headers(const struct sb_plugin_config *cfg, struct http *s)
@@ -377,6 +588,10 @@ static int http_headers(const struct sb_plugin_config *cfg, struct http *s)
         return 0;
     }
     s->host->config_keys(map, &names);
+    if (names.count > HTTP_HEADERS_MAX) {
+        return s->host->config_error(map, names.items[0], "headers: at most %d",
+                                     HTTP_HEADERS_MAX);
+    }
     for (i = 0; i < names.count; i++) {
         rc |= http_header(map, s, names.items[i]);
     }
@@ -413,10 +628,11 @@ static int http_check(const struct sb_plugin_config *cfg, struct http *s)
         rc = host->config_error(cfg, "url",
                                 "url: expected an http:// or https:// URL");
     }
-    if (c->method != NULL && strcmp(c->method, "POST") != 0 &&
-        strcmp(c->method, "PUT") != 0) {
+    if (c->method != NULL && strcasecmp(c->method, "POST") != 0 &&
+        strcasecmp(c->method, "PUT") != 0) {
         rc = host->config_error(cfg, "method", "method: expected POST or PUT");
     }
+    s->put = c->method != NULL && strcasecmp(c->method, "PUT") == 0;
     if (c->signing_secret != NULL) {
         rc |= http_check_secret(cfg, s);
     }
@@ -461,8 +677,9 @@ static CURL *http_handle_new(const struct http *s)
     if (c->ca_file != NULL) {
         HTTP_SET(CURLOPT_CAINFO, c->ca_file);
     }
+    /* A PUT is sent the way a POST is, under its own name. */
     HTTP_SET(CURLOPT_POST, 1L);
-    if (c->method != NULL && strcmp(c->method, "PUT") == 0) {
+    if (s->put) {
         HTTP_SET(CURLOPT_CUSTOMREQUEST, "PUT");
     }
     HTTP_SET(CURLOPT_HTTPHEADER, s->headers);
@@ -557,38 +774,76 @@ static int http_slist_add(struct curl_slist **list, const char *line)
     return 0;
 }
 
-/*
- * The instance's headers plus the three of Standard Webhooks. The id is
- * the same on every attempt of a delivery, so a receiver can drop a
- * repeat; the timestamp is the attempt's. NULL when out of memory.
- */
-static struct curl_slist *
-http_signed_headers(const struct http *s, const struct sb_plugin_message *msg)
+/* The three headers of Standard Webhooks, signing this attempt's body. */
+static int http_sign_headers(const struct http *s,
+                             const struct sb_plugin_message *msg,
+                             struct curl_slist **list)
 {
     char id[128];
     char ts[32];
     char sig[HTTP_SHA256_LEN / 3 * 4 + 8];
     char line[192];
-    struct curl_slist *list = NULL;
-    const struct curl_slist *h;
-    int rc = 0;
+    int rc;
 
+    /*
+     * The same id on every attempt of a delivery, so a receiver can drop
+     * a repeat; the timestamp, and so the signature, are the attempt's.
+     */
     snprintf(id, sizeof(id), "msg_%s_%lld", msg->event_id,
              (long long)msg->delivery_id);
     snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
     if (http_sign(s, id, ts, msg->fields[0], msg->field_lens[0], sig) != 0) {
-        return NULL;
+        http_headers_free(*list);
+        *list = NULL;
+        return -1;
     }
+    snprintf(line, sizeof(line), "webhook-id: %s", id);
+    rc = http_slist_add(list, line);
+    snprintf(line, sizeof(line), "webhook-timestamp: %s", ts);
+    rc = rc == 0 ? http_slist_add(list, line) : rc;
+    snprintf(line, sizeof(line), "webhook-signature: v1,%s", sig);
+    rc = rc == 0 ? http_slist_add(list, line) : rc;
+    return rc;
+}
+
+/*
+ * The headers of one request: the instance's fixed ones, the templated
+ * ones rendered for msg, and the signature's. Returns 0 with *out_list
+ * (the caller frees it with http_headers_free), or -1 when out of memory
+ * or unable to sign.
+ */
+static int http_request_headers(const struct http *s,
+                                const struct sb_plugin_message *msg,
+                                struct curl_slist **out_list)
+{
+    const struct curl_slist *h;
+    struct curl_slist *list = NULL;
+    int rc = 0;
+    size_t i;
+
+    *out_list = NULL;
     for (h = s->headers; h != NULL && rc == 0; h = h->next) {
         rc = http_slist_add(&list, h->data);
     }
-    snprintf(line, sizeof(line), "webhook-id: %s", id);
-    rc = rc == 0 ? http_slist_add(&list, line) : rc;
-    snprintf(line, sizeof(line), "webhook-timestamp: %s", ts);
-    rc = rc == 0 ? http_slist_add(&list, line) : rc;
-    snprintf(line, sizeof(line), "webhook-signature: v1,%s", sig);
-    rc = rc == 0 ? http_slist_add(&list, line) : rc;
-    return list;
+    for (i = 0; i < s->dynamic_count && rc == 0; i++) {
+        char *line = http_template_render(&s->dynamic[i], msg);
+
+        if (line == NULL) {
+            http_headers_free(list);
+            return -1;
+        }
+        rc = http_slist_add(&list, line);
+        explicit_bzero(line, strlen(line));
+        free(line);
+    }
+    if (rc == 0 && s->key_len > 0) {
+        rc = http_sign_headers(s, msg, &list);
+    }
+    if (rc != 0) {
+        return -1;
+    }
+    *out_list = list;
+    return 0;
 }
 
 /* ---- one attempt ------------------------------------------------------- */
@@ -657,10 +912,19 @@ static void http_destroy(void *instance)
         curl_easy_cleanup(s->idle[i]);
     }
     http_headers_free(s->headers);
+    for (i = 0; i < s->dynamic_count; i++) {
+        explicit_bzero(s->dynamic[i].value, strlen(s->dynamic[i].value));
+        free(s->dynamic[i].name);
+        free(s->dynamic[i].value);
+    }
     if (s->curl_ready) {
         http_global_give();
     }
     pthread_mutex_destroy(&s->lock);
+    /* The URL may carry a token, the secret is one. */
+    if (s->conf.url != NULL) {
+        explicit_bzero(s->conf.url, strlen(s->conf.url));
+    }
     if (s->conf.signing_secret != NULL) {
         explicit_bzero(s->conf.signing_secret, strlen(s->conf.signing_secret));
     }
@@ -753,7 +1017,7 @@ static enum sb_plugin_status http_deliver(void *instance,
                                           struct sb_plugin_result *out)
 {
     struct http *s = instance;
-    struct curl_slist *signed_headers = NULL;
+    struct curl_slist *headers = NULL;
     enum sb_plugin_status st = SB_PLUGIN_RETRY;
     CURL *h = NULL;
 
@@ -761,23 +1025,21 @@ static enum sb_plugin_status http_deliver(void *instance,
         snprintf(out->error, sizeof(out->error), "no body field");
         return SB_PLUGIN_FAILED;
     }
-    if (s->key_len > 0) {
-        signed_headers = http_signed_headers(s, msg);
-        if (signed_headers == NULL) {
-            snprintf(out->error, sizeof(out->error), "could not sign");
-            return SB_PLUGIN_RETRY;
-        }
+    /* Fixed headers only: the instance's list serves every request. */
+    if ((s->key_len > 0 || s->dynamic_count > 0) &&
+        http_request_headers(s, msg, &headers) != 0) {
+        snprintf(out->error, sizeof(out->error),
+                 "could not build the request headers");
+        return SB_PLUGIN_RETRY;
     }
     h = http_handle_take(s);
     if (h == NULL) {
         snprintf(out->error, sizeof(out->error), "no curl handle");
     } else {
-        st = http_send(s, h, msg,
-                       signed_headers != NULL ? signed_headers : s->headers,
-                       out);
+        st = http_send(s, h, msg, headers != NULL ? headers : s->headers, out);
     }
     http_handle_give(s, h);
-    http_headers_free(signed_headers);
+    http_headers_free(headers);
     return st;
 }
 
