@@ -864,6 +864,9 @@ static enum sb_status cfg_add_output(struct cfg_ctx *ctx, yaml_node_t *name,
     if (rc != SB_OK) {
         return rc;
     }
+    if (o->kind->default_concurrency > 0) {
+        o->concurrency = o->kind->default_concurrency;
+    }
     rc = cfg_output_plugin_keys(ctx, node, o);
     for (pair = node->data.mapping.pairs.start;
          rc != SB_ERR_NOMEM && pair < node->data.mapping.pairs.top; pair++) {

@@ -88,6 +88,13 @@ enum sb_status sb_output_kind_init(struct sb_output_kind *kind,
     kind->name = desc->name;
     kind->plugin = desc;
     kind->field_count = desc->field_count;
+    /* Read only from a descriptor built with a header that has it. */
+    if (desc->size >=
+            offsetof(struct sb_plugin_descriptor, default_concurrency) +
+                sizeof(desc->default_concurrency) &&
+        desc->default_concurrency <= SB_OUTPUT_MAX_CONCURRENCY) {
+        kind->default_concurrency = desc->default_concurrency;
+    }
     return SB_OK;
 }
 

@@ -35,6 +35,7 @@ struct sb_output_kind {
     const struct sb_plugin_descriptor *plugin;
     struct sb_output_field fields[SB_OUTPUT_MAX_FIELDS];
     size_t field_count;
+    uint32_t default_concurrency; /* 0: the router's */
 };
 
 struct sb_retry_policy {

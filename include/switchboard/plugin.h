@@ -221,6 +221,14 @@ struct sb_plugin_descriptor {
      * deliver() may be running on others.
      */
     void (*reopen)(void *instance);
+
+    /*
+     * Deliveries at once when the output does not set `concurrency`; 0
+     * means the router's default (4). A plugin whose deliveries share
+     * work when they run together (the file output's one fsync for all
+     * lines written at once) asks for more. At most 64.
+     */
+    uint32_t default_concurrency;
 };
 
 /* Declares the descriptor with the name and visibility the router wants. */

@@ -448,4 +448,6 @@ SB_PLUGIN_DECLARE = {
     .deliver = file_deliver,
     .destroy = file_destroy,
     .reopen = file_reopen,
+    /* Lines written at once share one fdatasync: more is faster. */
+    .default_concurrency = 16,
 };
