@@ -6,8 +6,9 @@
  * `switchboard_plugin`, a const struct sb_plugin_descriptor. The router
  * dlopens it from `plugins.dir`, checks `abi_version` and `size` before it
  * reads anything else, and then, for every output of the config that
- * names the plugin, calls create() once, deliver() for each delivery, and
- * destroy() once at exit.
+ * names the plugin, calls create() once (after a validating create() with
+ * `check_only`, see below), deliver() for each delivery, and destroy()
+ * once at exit.
  *
  * Build one with:
  *     cc -shared -fPIC $(pkg-config --cflags switchboard) my.c -o my.so
@@ -104,9 +105,11 @@ struct sb_plugin_host {
     const char *version;  /* the router's version, e.g. "0.1.0" */
     const char *output;   /* the output's name from the config */
     /*
-     * Non-zero during `switchboard check` and `test`: create() MUST only
-     * read and validate its config, and MUST NOT open files, connect or
-     * start threads. deliver() is never called on such an instance.
+     * Non-zero during `switchboard check` and `test`, and in the first of
+     * serve's two passes (every output is validated before any is opened,
+     * so a rejected config leaves nothing behind): create() MUST only read
+     * and validate its config, and MUST NOT open files, connect or start
+     * threads. deliver() is never called on such an instance.
      */
     int check_only;
 
