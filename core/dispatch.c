@@ -256,16 +256,6 @@ static void dispatch_release(struct dispatch_lane *lane, int64_t id)
     }
 }
 
-static void dispatch_kick(void *arg)
-{
-    struct sb_dispatch *d = arg;
-
-    pthread_mutex_lock(&d->mu);
-    d->kicked = 1;
-    pthread_cond_signal(&d->wake);
-    pthread_mutex_unlock(&d->mu);
-}
-
 /*
  * Kicks the scheduler (a held delivery was released) and makes it wake by
  * `at_ms`, when a retry was just stored for then.
@@ -279,6 +269,12 @@ static void dispatch_wake_at(struct sb_dispatch *d, int64_t at_ms)
     d->kicked = 1;
     pthread_cond_signal(&d->wake);
     pthread_mutex_unlock(&d->mu);
+}
+
+/* sb_spool_on_commit callback: new deliveries were stored. */
+static void dispatch_kick(void *arg)
+{
+    dispatch_wake_at(arg, INT64_MAX);
 }
 
 /* ---- the scheduler ---------------------------------------------------- */
