@@ -67,6 +67,7 @@ struct dispatch_lane {
     pthread_cond_t ready; /* a job was queued, or we are stopping */
     struct dispatch_job *head;
     struct dispatch_job *tail;
+    size_t queued; /* jobs between head and tail */
     /* Ids queued, being attempted or settling: never read twice at once. */
     int64_t *held;
     size_t held_count;
@@ -297,6 +298,7 @@ static void dispatch_on_due(void *arg, const struct sb_spool_due *due)
     }
     pthread_mutex_lock(&lane->mu);
     lane->held[lane->held_count++] = job->id;
+    lane->queued++;
     if (lane->tail != NULL) {
         lane->tail->next = job;
     } else {
@@ -559,6 +561,10 @@ static void dispatch_settled(void *arg, enum sb_status rc)
 {
     struct dispatch_job *job = arg;
     struct dispatch_lane *lane = job->lane;
+    int64_t retry_at = rc == SB_OK && strcmp(job->settle.state, "pending") == 0
+                           ? job->settle.next_at_ms
+                           : INT64_MAX;
+    int running_low;
 
     if (rc != SB_OK) {
         /*
@@ -572,11 +578,12 @@ static void dispatch_settled(void *arg, enum sb_status rc)
     }
     pthread_mutex_lock(&lane->mu);
     dispatch_release(lane, job->id);
+    /* Refill only when the workers could soon run dry: a pass costs a query. */
+    running_low = lane->queued < lane->worker_count;
     pthread_mutex_unlock(&lane->mu);
-    dispatch_wake_at(lane->d,
-                     rc == SB_OK && strcmp(job->settle.state, "pending") == 0
-                         ? job->settle.next_at_ms
-                         : INT64_MAX);
+    if (running_low || retry_at != INT64_MAX) {
+        dispatch_wake_at(lane->d, retry_at);
+    }
     free(job);
 }
 
@@ -622,6 +629,7 @@ static struct dispatch_job *dispatch_take(struct dispatch_lane *lane)
     if (!atomic_load(&lane->d->stopping)) {
         job = lane->head;
         lane->head = job->next;
+        lane->queued--;
         if (lane->head == NULL) {
             lane->tail = NULL;
         }

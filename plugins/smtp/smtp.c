@@ -27,7 +27,7 @@
 #define SMTP_LINE_MAX       78            /* RFC 5322 §2.1.1 */
 #define SMTP_QP_LINE        76            /* RFC 2045 §6.7 */
 #define SMTP_WORD_BYTES     42            /* UTF-8 bytes per encoded word */
-#define SMTP_HANDLES        16            /* pooled curl handles */
+#define SMTP_HANDLES        64 /* pooled handles: an output's most workers */
 
 enum smtp_key_type {
     SMTP_KEY_STRING,
