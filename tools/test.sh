@@ -84,7 +84,8 @@ for target in json template config; do
     cp -r "tests/fuzz/corpus/$target" "$corpus"
     # shellcheck disable=SC2086 # word lists are meant to split
     if clang -g -O1 -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=all -D_GNU_SOURCE -Icore -Iinclude -Ibuild -Itests/unit \
+        -fno-sanitize-recover=all -D_GNU_SOURCE -Icore -Iinclude -Ibuild \
+        -Itests/unit -DSB_PLUGINDIR='"/nonexistent"' \
         "tests/fuzz/fuzz_$target.c" $fuzz_sources $fuzz_libs -lm -pthread \
         -o "$bin" >"$log/fuzz_$target.txt" 2>&1 &&
         "$bin" -max_total_time="$fuzz_seconds" -timeout=10 \

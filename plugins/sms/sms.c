@@ -25,10 +25,9 @@
 #define SMS_BODY_MAX_CHARS 1600 /* Twilio's limit, in characters */
 #define SMS_ELLIPSIS       "\xe2\x80\xa6"
 #define SMS_SENT_SLOTS     256 /* recipients remembered across retries */
-#define SMS_HANDLES        64 /* pooled curl handles: the most workers an output has \
-                               */
-#define SMS_REPLY_MAX  8192 /* reply bytes kept to find Twilio's code */
-#define SMS_TWILIO_URL "https://api.twilio.com"
+#define SMS_HANDLES        64 /* pooled curl handles: an output's most workers */
+#define SMS_REPLY_MAX      8192 /* reply bytes kept to find Twilio's code */
+#define SMS_TWILIO_URL     "https://api.twilio.com"
 
 enum sms_provider {
     SMS_TWILIO = 1,
