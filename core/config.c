@@ -1148,6 +1148,7 @@ enum sb_status sb_config_load(const char *path, struct sb_config **out_cfg,
     if (cfg == NULL) {
         return SB_ERR_NOMEM;
     }
+    atomic_init(&cfg->refs, 1);
     ctx.cfg = cfg;
     cfg_set_defaults(cfg);
     cfg->source = strdup(path);
@@ -1178,6 +1179,19 @@ static void cfg_free_secret(char *secret)
     if (secret != NULL) {
         explicit_bzero(secret, strlen(secret));
         free(secret);
+    }
+}
+
+struct sb_config *sb_config_ref(struct sb_config *cfg)
+{
+    atomic_fetch_add(&cfg->refs, 1);
+    return cfg;
+}
+
+void sb_config_unref(struct sb_config *cfg)
+{
+    if (cfg != NULL && atomic_fetch_sub(&cfg->refs, 1) == 1) {
+        sb_config_free(cfg);
     }
 }
 

@@ -8,6 +8,7 @@
 #ifndef SB_CONFIG_H
 #define SB_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -52,6 +53,12 @@ struct sb_config {
     struct sb_output *outputs;
     size_t output_count;
     struct sb_ruleset *rules; /* never NULL once loaded */
+    /*
+     * References: a running server shares one config between its listener
+     * and its dispatch lanes, and a reload retires it only when the last
+     * request and lane using it are done (sb_config_unref).
+     */
+    atomic_uint refs;
 };
 
 /*
@@ -72,6 +79,12 @@ const char *sb_config_default_path(void);
 
 /* Frees a config and wipes its secrets. Accepts NULL. */
 void sb_config_free(struct sb_config *cfg);
+
+/* Takes one more reference to `cfg` (loaded with one); returns `cfg`. */
+struct sb_config *sb_config_ref(struct sb_config *cfg);
+
+/* Drops a reference; the last one frees the config. Accepts NULL. */
+void sb_config_unref(struct sb_config *cfg);
 
 /*
  * Writes a short human summary for `check`: listener, limits, how many

@@ -62,7 +62,11 @@ struct dispatch_job {
 /* One output: its queue, the ids it holds, and its workers. */
 struct dispatch_lane {
     struct sb_dispatch *d;
+    struct sb_config *cfg; /* a reference: `out` lives in it */
     struct sb_output *out;
+    struct dispatch_lane *next_retired;
+    int retiring; /* with mu: a reload replaced it; take no more jobs */
+    size_t alive; /* with d->mu: workers that have not ended */
     pthread_mutex_t mu;
     pthread_cond_t ready; /* a job was queued, or we are stopping */
     struct dispatch_job *head;
@@ -81,8 +85,10 @@ struct dispatch_lane {
 struct sb_dispatch {
     struct sb_spool *spool;
     struct sb_spool_reader *reader;
-    struct dispatch_lane *lanes;
+    /* With mu; lanes are freed only with the dispatch (retired kept). */
+    struct dispatch_lane *lanes[SB_CONFIG_MAX_OUTPUTS];
     size_t lane_count;
+    struct dispatch_lane *retired;
     pthread_t scheduler;
     int scheduler_started;
     atomic_int stopping;
@@ -287,7 +293,8 @@ static void dispatch_on_due(void *arg, const struct sb_spool_due *due)
     struct dispatch_job *job;
 
     pthread_mutex_lock(&lane->mu);
-    if (lane->held_count == lane->slots || dispatch_holds(lane, due->id)) {
+    if (lane->retiring || lane->held_count == lane->slots ||
+        dispatch_holds(lane, due->id)) {
         pthread_mutex_unlock(&lane->mu);
         return;
     }
@@ -351,6 +358,8 @@ static uint64_t dispatch_sleep_for(const struct sb_dispatch *d)
 static void *dispatch_schedule(void *arg)
 {
     struct sb_dispatch *d = arg;
+    struct dispatch_lane *lanes[SB_CONFIG_MAX_OUTPUTS];
+    size_t count;
     size_t i;
 
     pthread_mutex_lock(&d->mu);
@@ -361,9 +370,11 @@ static void *dispatch_schedule(void *arg)
         if (d->wake_at <= sb_spool_now_ms()) {
             d->wake_at = INT64_MAX; /* this pass takes it */
         }
+        count = d->lane_count;
+        memcpy(lanes, d->lanes, count * sizeof(*lanes));
         pthread_mutex_unlock(&d->mu);
-        for (i = 0; i < d->lane_count && !atomic_load(&d->stopping); i++) {
-            dispatch_fill(d, &d->lanes[i]);
+        for (i = 0; i < count && !atomic_load(&d->stopping); i++) {
+            dispatch_fill(d, lanes[i]);
         }
         pthread_mutex_lock(&d->mu);
         until = dispatch_deadline(dispatch_sleep_for(d));
@@ -616,17 +627,18 @@ static int dispatch_settle(struct sb_dispatch *d, struct dispatch_job *job)
     }
 }
 
-/* The next job, or NULL when stopping. */
+/* The next job, or NULL when stopping or retired. */
 static struct dispatch_job *dispatch_take(struct dispatch_lane *lane)
 {
     struct dispatch_job *job = NULL;
 
     pthread_mutex_lock(&lane->mu);
-    while (lane->head == NULL && !atomic_load(&lane->d->stopping)) {
+    while (lane->head == NULL && !lane->retiring &&
+           !atomic_load(&lane->d->stopping)) {
         pthread_cond_wait(&lane->ready, &lane->mu);
     }
     /* Queued jobs not begun at stop stay pending in the store. */
-    if (!atomic_load(&lane->d->stopping)) {
+    if (!lane->retiring && !atomic_load(&lane->d->stopping)) {
         job = lane->head;
         lane->head = job->next;
         lane->queued--;
@@ -660,6 +672,7 @@ static void *dispatch_work(void *arg)
     sb_buf_cleanup(&w.envelope);
     pthread_mutex_lock(&d->mu);
     d->active--;
+    w.lane->alive--;
     pthread_cond_broadcast(&d->idle);
     pthread_mutex_unlock(&d->mu);
     return NULL;
@@ -667,15 +680,23 @@ static void *dispatch_work(void *arg)
 
 /* ---- life cycle ------------------------------------------------------- */
 
-static enum sb_status dispatch_lane_init(struct sb_dispatch *d,
-                                         struct dispatch_lane *lane,
-                                         struct sb_output *out)
+static void dispatch_lane_free(struct dispatch_lane *lane);
+
+/* A lane for `out`, which lives in `cfg`; takes a reference to `cfg`. */
+static struct dispatch_lane *dispatch_lane_new(struct sb_dispatch *d,
+                                               struct sb_config *cfg,
+                                               struct sb_output *out)
 {
     int thread_safe = (out->kind->plugin->flags & SB_PLUGIN_THREAD_SAFE) != 0;
+    struct dispatch_lane *lane = calloc(1, sizeof(*lane));
 
+    if (lane == NULL) {
+        return NULL;
+    }
     pthread_mutex_init(&lane->mu, NULL);
     dispatch_cond_init(&lane->ready);
     lane->d = d;
+    lane->cfg = sb_config_ref(cfg);
     lane->out = out;
     lane->worker_count =
         thread_safe && out->concurrency > 0 ? (size_t)out->concurrency : 1;
@@ -685,14 +706,52 @@ static enum sb_status dispatch_lane_init(struct sb_dispatch *d,
     lane->skip = calloc(lane->slots, sizeof(*lane->skip));
     lane->workers = calloc(lane->worker_count, sizeof(*lane->workers));
     if (lane->held == NULL || lane->skip == NULL || lane->workers == NULL) {
-        return SB_ERR_NOMEM;
+        dispatch_lane_free(lane);
+        return NULL;
+    }
+    return lane;
+}
+
+/* Frees a lane whose workers have ended, and the jobs it still queues. */
+static void dispatch_lane_free(struct dispatch_lane *lane)
+{
+    while (lane->head != NULL) {
+        struct dispatch_job *job = lane->head;
+
+        lane->head = job->next;
+        free(job);
+    }
+    free(lane->held);
+    free(lane->skip);
+    free(lane->workers);
+    pthread_mutex_destroy(&lane->mu);
+    pthread_cond_destroy(&lane->ready);
+    sb_config_unref(lane->cfg);
+    free(lane);
+}
+
+static enum sb_status dispatch_lane_start(struct sb_dispatch *d,
+                                          struct dispatch_lane *lane,
+                                          struct sb_error *err)
+{
+    size_t k;
+
+    for (k = 0; k < lane->worker_count; k++) {
+        if (pthread_create(&lane->workers[k], NULL, dispatch_work, lane) != 0) {
+            sb_error_set(err, "cannot start a dispatch worker thread");
+            return SB_ERR_IO;
+        }
+        lane->workers_started++;
+        pthread_mutex_lock(&d->mu);
+        d->active++;
+        lane->alive++;
+        pthread_mutex_unlock(&d->mu);
     }
     return SB_OK;
 }
 
-enum sb_status sb_dispatch_new(const struct sb_config *cfg,
-                               struct sb_spool *spool, struct sb_dispatch **out,
-                               struct sb_error *err)
+enum sb_status sb_dispatch_new(struct sb_config *cfg, struct sb_spool *spool,
+                               struct sb_dispatch **out, struct sb_error *err)
 {
     struct sb_dispatch *d = calloc(1, sizeof(*d));
     enum sb_status rc = SB_OK;
@@ -707,17 +766,14 @@ enum sb_status sb_dispatch_new(const struct sb_config *cfg,
     pthread_mutex_init(&d->mu, NULL);
     dispatch_cond_init(&d->wake);
     dispatch_cond_init(&d->idle);
-    d->lanes = calloc(cfg->output_count > 0 ? cfg->output_count : 1,
-                      sizeof(*d->lanes));
-    if (d->lanes == NULL) {
-        rc = SB_ERR_NOMEM;
-    }
     for (i = 0; rc == SB_OK && i < cfg->output_count; i++) {
-        rc = dispatch_lane_init(d, &d->lanes[i], &cfg->outputs[i]);
-        d->lane_count = i + 1;
-    }
-    if (rc == SB_ERR_NOMEM) {
-        sb_error_set(err, "out of memory preparing dispatch");
+        d->lanes[i] = dispatch_lane_new(d, cfg, &cfg->outputs[i]);
+        if (d->lanes[i] == NULL) {
+            sb_error_set(err, "out of memory preparing dispatch");
+            rc = SB_ERR_NOMEM;
+        } else {
+            d->lane_count = i + 1;
+        }
     }
     if (rc == SB_OK) {
         rc = sb_spool_reader_open(spool, &d->reader, err);
@@ -735,23 +791,14 @@ enum sb_status sb_dispatch_start(struct sb_dispatch *d, struct sb_error *err)
 {
     size_t workers = 0;
     size_t i;
-    size_t k;
 
     for (i = 0; i < d->lane_count; i++) {
-        struct dispatch_lane *lane = &d->lanes[i];
+        enum sb_status rc = dispatch_lane_start(d, d->lanes[i], err);
 
-        for (k = 0; k < lane->worker_count; k++) {
-            if (pthread_create(&lane->workers[k], NULL, dispatch_work, lane) !=
-                0) {
-                sb_error_set(err, "cannot start a dispatch worker thread");
-                return SB_ERR_IO;
-            }
-            lane->workers_started++;
-            pthread_mutex_lock(&d->mu);
-            d->active++;
-            pthread_mutex_unlock(&d->mu);
-            workers++;
+        if (rc != SB_OK) {
+            return rc;
         }
+        workers += d->lanes[i]->worker_count;
     }
     if (pthread_create(&d->scheduler, NULL, dispatch_schedule, d) != 0) {
         sb_error_set(err, "cannot start the dispatch thread");
@@ -763,25 +810,210 @@ enum sb_status sb_dispatch_start(struct sb_dispatch *d, struct sb_error *err)
     return SB_OK;
 }
 
+/* The lane serving an output named `name` like `out`, or NULL. */
+static struct dispatch_lane *dispatch_find_same(struct sb_dispatch *d,
+                                                const struct sb_output *out)
+{
+    size_t i;
+
+    for (i = 0; i < d->lane_count; i++) {
+        if (strcmp(d->lanes[i]->out->name, out->name) == 0 &&
+            sb_output_same(d->lanes[i]->out, out)) {
+            return d->lanes[i];
+        }
+    }
+    return NULL;
+}
+
+int sb_dispatch_keeps(struct sb_dispatch *d, const struct sb_output *out)
+{
+    return dispatch_find_same(d, out) != NULL;
+}
+
+static size_t dispatch_lane_held(struct dispatch_lane *lane)
+{
+    size_t held;
+
+    pthread_mutex_lock(&lane->mu);
+    held = lane->held_count;
+    pthread_mutex_unlock(&lane->mu);
+    return held;
+}
+
+static int dispatch_passed(const struct timespec *until)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > until->tv_sec ||
+           (now.tv_sec == until->tv_sec && now.tv_nsec >= until->tv_nsec);
+}
+
+/*
+ * Takes a lane out of service: its workers finish the attempt under way
+ * and end, its queued deliveries are dropped (still pending in the store)
+ * and the outcomes it queued are committed. Then its output's instance is
+ * destroyed. Waits at most until `until`; a lane whose worker is stuck in
+ * its plugin is left running and its instance alive. With d->mu held.
+ */
+static void dispatch_retire(struct sb_dispatch *d, struct dispatch_lane *lane,
+                            const struct timespec *until)
+{
+    size_t k;
+
+    pthread_mutex_lock(&lane->mu);
+    lane->retiring = 1;
+    pthread_cond_broadcast(&lane->ready);
+    pthread_mutex_unlock(&lane->mu);
+    while (lane->alive > 0 &&
+           pthread_cond_timedwait(&d->idle, &d->mu, until) != ETIMEDOUT) {
+    }
+    lane->next_retired = d->retired;
+    d->retired = lane;
+    if (lane->alive > 0) {
+        SB_LOG_WARN(
+            "dispatch",
+            "output=%s msg=\"a delivery is still inside the plugin; the old instance stays until exit\"",
+            lane->out->name);
+        return;
+    }
+    for (k = 0; k < lane->workers_started; k++) {
+        pthread_join(lane->workers[k], NULL);
+    }
+    lane->workers_started = 0;
+    pthread_mutex_lock(&lane->mu);
+    while (lane->head != NULL) {
+        struct dispatch_job *job = lane->head;
+
+        lane->head = job->next;
+        dispatch_release(lane, job->id);
+        free(job);
+    }
+    lane->tail = NULL;
+    lane->queued = 0;
+    pthread_mutex_unlock(&lane->mu);
+    /*
+     * Outcomes still settling keep their ids held; once none is, no
+     * delivery of this output is in anyone's hands and a new lane may
+     * read them.
+     */
+    pthread_mutex_unlock(&d->mu);
+    while (dispatch_lane_held(lane) > 0 && !dispatch_passed(until)) {
+        dispatch_sleep_ms(1);
+    }
+    pthread_mutex_lock(&d->mu);
+    if (dispatch_lane_held(lane) == 0) {
+        sb_output_close(lane->out);
+    }
+}
+
+enum sb_status sb_dispatch_reload(struct sb_dispatch *d, struct sb_config *cfg,
+                                  uint64_t grace_ms, struct sb_error *err)
+{
+    struct timespec until = dispatch_deadline(grace_ms);
+    struct dispatch_lane *next[SB_CONFIG_MAX_OUTPUTS] = {0};
+    enum sb_status rc = SB_OK;
+    size_t i;
+    size_t k;
+
+    pthread_mutex_lock(&d->mu);
+    for (i = 0; i < cfg->output_count; i++) {
+        next[i] = dispatch_find_same(d, &cfg->outputs[i]);
+    }
+    for (k = 0; k < d->lane_count; k++) {
+        int kept = 0;
+
+        for (i = 0; i < cfg->output_count; i++) {
+            kept |= next[i] == d->lanes[k];
+        }
+        if (!kept) {
+            dispatch_retire(d, d->lanes[k], &until);
+        }
+    }
+    for (i = 0; i < cfg->output_count; i++) {
+        if (next[i] != NULL) {
+            continue;
+        }
+        next[i] = dispatch_lane_new(d, cfg, &cfg->outputs[i]);
+        if (next[i] == NULL) {
+            sb_error_set(err, "out of memory preparing dispatch");
+            rc = SB_ERR_NOMEM;
+            break;
+        }
+        pthread_mutex_unlock(&d->mu);
+        rc = dispatch_lane_start(d, next[i], err);
+        pthread_mutex_lock(&d->mu);
+        if (rc != SB_OK) {
+            break;
+        }
+    }
+    /* Whatever happened, the lanes in `next` are the ones that run now. */
+    d->lane_count = 0;
+    for (i = 0; i < cfg->output_count; i++) {
+        if (next[i] != NULL) {
+            d->lanes[d->lane_count++] = next[i];
+        }
+    }
+    d->kicked = 1;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
 void sb_dispatch_reopen(struct sb_dispatch *d)
 {
     size_t i;
 
-    for (i = 0; d != NULL && i < d->lane_count; i++) {
-        const struct sb_output *out = d->lanes[i].out;
+    if (d == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    for (i = 0; i < d->lane_count; i++) {
+        const struct sb_output *out = d->lanes[i]->out;
 
         if (out->kind->plugin->reopen != NULL && out->opened) {
             out->kind->plugin->reopen(out->instance);
         }
     }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Every lane, running or retired, to `fn`; with d->mu held. */
+static void dispatch_each_lane(struct sb_dispatch *d,
+                               void (*fn)(struct dispatch_lane *lane))
+{
+    struct dispatch_lane *lane;
+    size_t i;
+
+    for (i = 0; i < d->lane_count; i++) {
+        fn(d->lanes[i]);
+    }
+    for (lane = d->retired; lane != NULL; lane = lane->next_retired) {
+        fn(lane);
+    }
+}
+
+static void dispatch_wake_workers(struct dispatch_lane *lane)
+{
+    pthread_mutex_lock(&lane->mu);
+    pthread_cond_broadcast(&lane->ready);
+    pthread_mutex_unlock(&lane->mu);
+}
+
+static void dispatch_join_workers(struct dispatch_lane *lane)
+{
+    size_t k;
+
+    for (k = 0; k < lane->workers_started; k++) {
+        pthread_join(lane->workers[k], NULL);
+    }
+    lane->workers_started = 0;
 }
 
 size_t sb_dispatch_stop(struct sb_dispatch *d, uint64_t grace_ms)
 {
     struct timespec until = dispatch_deadline(grace_ms);
     size_t left;
-    size_t i;
-    size_t k;
 
     if (d == NULL) {
         return 0;
@@ -789,12 +1021,8 @@ size_t sb_dispatch_stop(struct sb_dispatch *d, uint64_t grace_ms)
     pthread_mutex_lock(&d->mu);
     atomic_store(&d->stopping, 1);
     pthread_cond_broadcast(&d->wake);
+    dispatch_each_lane(d, dispatch_wake_workers);
     pthread_mutex_unlock(&d->mu);
-    for (i = 0; i < d->lane_count; i++) {
-        pthread_mutex_lock(&d->lanes[i].mu);
-        pthread_cond_broadcast(&d->lanes[i].ready);
-        pthread_mutex_unlock(&d->lanes[i].mu);
-    }
     if (d->scheduler_started) {
         pthread_join(d->scheduler, NULL);
         d->scheduler_started = 0;
@@ -805,17 +1033,11 @@ size_t sb_dispatch_stop(struct sb_dispatch *d, uint64_t grace_ms)
     }
     left = d->active;
     d->abandoned = left > 0;
+    if (left == 0) {
+        dispatch_each_lane(d, dispatch_join_workers);
+    }
     pthread_mutex_unlock(&d->mu);
-    if (left > 0) {
-        return left;
-    }
-    for (i = 0; i < d->lane_count; i++) {
-        for (k = 0; k < d->lanes[i].workers_started; k++) {
-            pthread_join(d->lanes[i].workers[k], NULL);
-        }
-        d->lanes[i].workers_started = 0;
-    }
-    return 0;
+    return left;
 }
 
 void sb_dispatch_free(struct sb_dispatch *d)
@@ -826,21 +1048,14 @@ void sb_dispatch_free(struct sb_dispatch *d)
         return;
     }
     for (i = 0; i < d->lane_count; i++) {
-        struct dispatch_lane *lane = &d->lanes[i];
-
-        while (lane->head != NULL) {
-            struct dispatch_job *job = lane->head;
-
-            lane->head = job->next;
-            free(job);
-        }
-        free(lane->held);
-        free(lane->skip);
-        free(lane->workers);
-        pthread_mutex_destroy(&lane->mu);
-        pthread_cond_destroy(&lane->ready);
+        dispatch_lane_free(d->lanes[i]);
     }
-    free(d->lanes);
+    while (d->retired != NULL) {
+        struct dispatch_lane *lane = d->retired;
+
+        d->retired = lane->next_retired;
+        dispatch_lane_free(lane);
+    }
     sb_spool_reader_free(d->reader);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->wake);

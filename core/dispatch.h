@@ -28,15 +28,32 @@ struct sb_dispatch;
 /*
  * Prepares dispatch for every output of `cfg`, whose instances are open,
  * and registers with `spool` to hear of new deliveries; call before
- * sb_spool_start(). Starts no thread yet. Both are borrowed until
- * sb_dispatch_free().
+ * sb_spool_start(). Starts no thread yet. Each output's lane takes a
+ * reference to `cfg`; `spool` is borrowed until sb_dispatch_free().
  */
-enum sb_status sb_dispatch_new(const struct sb_config *cfg,
-                               struct sb_spool *spool, struct sb_dispatch **out,
-                               struct sb_error *err);
+enum sb_status sb_dispatch_new(struct sb_config *cfg, struct sb_spool *spool,
+                               struct sb_dispatch **out, struct sb_error *err);
 
 /* Starts the scheduler and the workers; call after sb_spool_start(). */
 enum sb_status sb_dispatch_start(struct sb_dispatch *d, struct sb_error *err);
+
+/*
+ * Whether a reload to a config with `out` would keep the running lane and
+ * instance of the output of that name (nothing it was created from
+ * changed), so `out` itself need not be opened.
+ */
+int sb_dispatch_keeps(struct sb_dispatch *d, const struct sb_output *out);
+
+/*
+ * Switches to the outputs of `cfg` (a reload): lanes whose output did not
+ * change keep running with their instance; the others finish the attempt
+ * under way (waiting at most `grace_ms`), hand back what they queued and
+ * have their instance destroyed; outputs new or changed get new lanes,
+ * with the instances the caller opened in `cfg`. Pending deliveries stay
+ * in the spool whatever happens to their output.
+ */
+enum sb_status sb_dispatch_reload(struct sb_dispatch *d, struct sb_config *cfg,
+                                  uint64_t grace_ms, struct sb_error *err);
 
 /*
  * Calls every instance's reopen(), if the plugin has one (SIGHUP: files

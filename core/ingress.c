@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,18 +35,28 @@ enum ingress_stage {
     INGRESS_COMMITTED,  /* resumed; commit_rc holds the outcome */
 };
 
+/*
+ * What one config says about requests: path, secrets, body limit, rules.
+ * A request holds the view it began with until it completes, so a reload
+ * never changes the rules under an event being routed.
+ */
+struct ingress_view {
+    struct sb_config *cfg; /* a reference */
+    struct sb_auth auth;
+    atomic_uint refs;
+};
+
 struct sb_ingress {
     struct MHD_Daemon *daemon;
     struct sb_spool *spool;
-    const struct sb_ruleset *rules; /* the config's; outlives the ingress */
-    struct sb_auth auth;
-    char *path;
-    size_t max_body;
+    _Atomic(struct ingress_view *) view; /* the current one */
+    atomic_uint acquiring; /* requests between loading view and its ref */
     atomic_uint in_flight; /* requests begun and not yet completed */
 };
 
 struct ingress_request {
     struct sb_ingress *ingress;
+    struct ingress_view *view; /* a reference, until completed */
     struct MHD_Connection *conn;
     enum ingress_stage stage;
     char *body;
@@ -55,6 +66,49 @@ struct ingress_request {
     struct sb_route *route; /* what routing decided; stored with the event */
     enum sb_status commit_rc;
 };
+
+/* ---- the view of the config ------------------------------------------- */
+
+static struct ingress_view *ingress_view_new(struct sb_config *cfg)
+{
+    struct ingress_view *view = calloc(1, sizeof(*view));
+
+    if (view == NULL) {
+        return NULL;
+    }
+    if (sb_auth_init(&view->auth, cfg->bearer, cfg->bearer_count) != SB_OK) {
+        free(view);
+        return NULL;
+    }
+    view->cfg = sb_config_ref(cfg);
+    atomic_init(&view->refs, 1);
+    return view;
+}
+
+static void ingress_view_release(struct ingress_view *view)
+{
+    if (view != NULL && atomic_fetch_sub(&view->refs, 1) == 1) {
+        sb_auth_cleanup(&view->auth);
+        sb_config_unref(view->cfg);
+        free(view);
+    }
+}
+
+/*
+ * The current view with a reference taken, without a lock: `acquiring`
+ * tells a swap that some request may hold the old pointer without its
+ * reference yet, and the swap waits for that window to close.
+ */
+static struct ingress_view *ingress_view_acquire(struct sb_ingress *ing)
+{
+    struct ingress_view *view;
+
+    atomic_fetch_add(&ing->acquiring, 1);
+    view = atomic_load(&ing->view);
+    atomic_fetch_add(&view->refs, 1);
+    atomic_fetch_sub(&ing->acquiring, 1);
+    return view;
+}
 
 /* ---- answers ----------------------------------------------------------- */
 
@@ -124,14 +178,14 @@ static void ingress_log_rejection(struct MHD_Connection *conn, unsigned status,
  * Checks everything knowable from the headers. Answers and returns 1 when
  * the request is refused; returns 0 when its body should be read.
  */
-static int ingress_refuse_early(struct sb_ingress *ing,
+static int ingress_refuse_early(const struct ingress_view *view,
                                 struct MHD_Connection *conn, const char *url,
                                 const char *method, enum MHD_Result *out_ret)
 {
     const char *authz;
     long long declared;
 
-    if (strcmp(url, ing->path) != 0) {
+    if (strcmp(url, view->cfg->path) != 0) {
         *out_ret = ingress_error(conn, MHD_HTTP_NOT_FOUND, "not found");
         return 1;
     }
@@ -142,14 +196,14 @@ static int ingress_refuse_early(struct sb_ingress *ing,
     }
     authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                         MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!sb_auth_check(&ing->auth, authz)) {
+    if (!sb_auth_check(&view->auth, authz)) {
         ingress_log_rejection(conn, 401, "missing or wrong bearer token");
         *out_ret = ingress_error(conn, MHD_HTTP_UNAUTHORIZED,
                                  "missing or wrong bearer token");
         return 1;
     }
     declared = ingress_content_length(conn);
-    if (declared > (long long)ing->max_body) {
+    if (declared > (long long)view->cfg->max_body) {
         ingress_log_rejection(conn, 413, "body larger than max_body");
         *out_ret = ingress_error(conn, MHD_HTTP_CONTENT_TOO_LARGE,
                                  "body larger than max_body");
@@ -163,26 +217,31 @@ static enum MHD_Result ingress_begin(struct sb_ingress *ing,
                                      const char *url, const char *method,
                                      void **con_cls)
 {
+    struct ingress_view *view = ingress_view_acquire(ing);
     struct ingress_request *req;
     long long declared;
     enum MHD_Result ret;
 
-    if (ingress_refuse_early(ing, conn, url, method, &ret)) {
+    if (ingress_refuse_early(view, conn, url, method, &ret)) {
+        ingress_view_release(view);
         return ret;
     }
     req = calloc(1, sizeof(*req));
     if (req == NULL) {
+        ingress_view_release(view);
         return ingress_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                              "out of memory");
     }
     declared = ingress_content_length(conn);
     req->ingress = ing;
+    req->view = view;
     req->conn = conn;
     req->stage = INGRESS_READING;
     req->cap = declared >= 0 ? (size_t)declared : 4096;
     req->body = malloc(req->cap + 1);
     if (req->body == NULL) {
         free(req);
+        ingress_view_release(view);
         return ingress_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                              "out of memory");
     }
@@ -202,7 +261,7 @@ static enum MHD_Result ingress_read(struct ingress_request *req,
 {
     size_t need = req->len + *size;
 
-    if (need > req->ingress->max_body) {
+    if (need > req->view->cfg->max_body) {
         ingress_log_rejection(req->conn, 413,
                               "chunked body larger than max_body");
         return MHD_NO;
@@ -211,8 +270,8 @@ static enum MHD_Result ingress_read(struct ingress_request *req,
         size_t cap = req->cap * 2 > need ? req->cap * 2 : need;
         char *body;
 
-        if (cap > req->ingress->max_body) {
-            cap = req->ingress->max_body;
+        if (cap > req->view->cfg->max_body) {
+            cap = req->view->cfg->max_body;
         }
         body = realloc(req->body, cap + 1);
         if (body == NULL) {
@@ -236,7 +295,7 @@ static void ingress_committed(void *arg, enum sb_status rc)
     req->stage = INGRESS_COMMITTED;
     if (rc != SB_OK) {
         /* Not stored: the next matching event must not be throttled. */
-        sb_rules_release(req->ingress->rules, req->route);
+        sb_rules_release(req->view->cfg->rules, req->route);
     }
     MHD_resume_connection(req->conn);
 }
@@ -250,7 +309,7 @@ static enum sb_status ingress_route(struct ingress_request *req)
     if (req->route == NULL) {
         return SB_ERR_NOMEM;
     }
-    rc = sb_rules_route(req->ingress->rules, req->event, 0, req->route, NULL);
+    rc = sb_rules_route(req->view->cfg->rules, req->event, 0, req->route, NULL);
     if (rc != SB_OK) {
         free(req->route);
         req->route = NULL;
@@ -364,6 +423,7 @@ static void ingress_completed(void *cls, struct MHD_Connection *conn,
     }
     sb_event_free(req->event);
     free(req->body);
+    ingress_view_release(req->view);
     free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&ing->in_flight, 1);
@@ -425,8 +485,7 @@ static struct MHD_Daemon *ingress_start_daemon(struct sb_ingress *ing,
         tls, MHD_OPTION_END);
 }
 
-enum sb_status sb_ingress_start(const struct sb_config *cfg,
-                                struct sb_spool *spool,
+enum sb_status sb_ingress_start(struct sb_config *cfg, struct sb_spool *spool,
                                 struct sb_ingress **out_ingress,
                                 struct sb_error *err)
 {
@@ -439,16 +498,11 @@ enum sb_status sb_ingress_start(const struct sb_config *cfg,
     if (ing == NULL) {
         return SB_ERR_NOMEM;
     }
-    ing->path = strdup(cfg->path);
-    if (ing->path == NULL) {
-        free(ing);
-        return SB_ERR_NOMEM;
-    }
     ing->spool = spool;
-    ing->rules = cfg->rules;
-    ing->max_body = cfg->max_body;
     atomic_init(&ing->in_flight, 0);
-    rc = sb_auth_init(&ing->auth, cfg->bearer, cfg->bearer_count);
+    atomic_init(&ing->acquiring, 0);
+    atomic_init(&ing->view, ingress_view_new(cfg));
+    rc = atomic_load(&ing->view) != NULL ? SB_OK : SB_ERR_NOMEM;
     if (rc == SB_OK) {
         rc = sb_net_listen(&cfg->listen, &fd, &ipv6, err);
     }
@@ -494,7 +548,23 @@ void sb_ingress_free(struct sb_ingress *ing)
     if (ing->daemon != NULL) {
         MHD_stop_daemon(ing->daemon);
     }
-    sb_auth_cleanup(&ing->auth);
-    free(ing->path);
+    ingress_view_release(atomic_load(&ing->view));
     free(ing);
+}
+
+enum sb_status sb_ingress_swap(struct sb_ingress *ing, struct sb_config *cfg)
+{
+    struct ingress_view *view = ingress_view_new(cfg);
+    struct ingress_view *old;
+
+    if (view == NULL) {
+        return SB_ERR_NOMEM;
+    }
+    old = atomic_exchange(&ing->view, view);
+    /* A request that read the old pointer takes its reference first. */
+    while (atomic_load(&ing->acquiring) > 0) {
+        sched_yield();
+    }
+    ingress_view_release(old);
+    return SB_OK;
 }

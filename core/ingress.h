@@ -19,13 +19,12 @@
 struct sb_ingress;
 
 /*
- * Binds the listener `cfg` describes and starts serving into `spool`.
- * Both must outlive the ingress: events are routed with cfg->rules. On
- * SB_OK the caller owns *out_ingress; on SB_ERR_IO (bind or TLS failure)
- * `err` says why.
+ * Binds the listener `cfg` describes and starts serving into `spool`,
+ * which must outlive the ingress. The ingress takes a reference to `cfg`
+ * (events are routed with cfg->rules). On SB_OK the caller owns
+ * *out_ingress; on SB_ERR_IO (bind or TLS failure) `err` says why.
  */
-enum sb_status sb_ingress_start(const struct sb_config *cfg,
-                                struct sb_spool *spool,
+enum sb_status sb_ingress_start(struct sb_config *cfg, struct sb_spool *spool,
                                 struct sb_ingress **out_ingress,
                                 struct sb_error *err);
 
@@ -34,6 +33,15 @@ enum sb_status sb_ingress_start(const struct sb_config *cfg,
  * already begun to be answered. Returns how many are still unanswered.
  */
 unsigned sb_ingress_drain(struct sb_ingress *ingress, unsigned timeout_ms);
+
+/*
+ * Serves new requests with `cfg` (a reload): path, secrets, max_body and
+ * rules. Requests already begun finish with the config they began with;
+ * the old one is released when the last of them completes. The listen
+ * address and TLS stay as they were started. Thread-safe with requests.
+ */
+enum sb_status sb_ingress_swap(struct sb_ingress *ingress,
+                               struct sb_config *cfg);
 
 /* Stops the listener, closing remaining connections. Accepts NULL. */
 void sb_ingress_free(struct sb_ingress *ingress);

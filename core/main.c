@@ -26,6 +26,7 @@
 #include "event.h"
 #include "ingress.h"
 #include "log.h"
+#include "schedule.h"
 #include "spool.h"
 
 #define EXIT_INVALID 1 /* bad input or config */
@@ -638,29 +639,6 @@ static void main_block_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static void main_wait_for_stop(const sigset_t *set, struct sb_dispatch *d)
-{
-    int sig = 0;
-
-    for (;;) {
-        if (sigwait(set, &sig) != 0) {
-            continue;
-        }
-        if (sig == SIGHUP) {
-            /* What logrotate needs; re-reading the config comes later. */
-            sb_dispatch_reopen(d);
-            SB_LOG_INFO(
-                "main",
-                "msg=\"SIGHUP: output files reopened; the config is not re-read (restart to change it)\"");
-            continue;
-        }
-        SB_LOG_INFO("main",
-                    "signal=%d msg=\"stopping; finishing requests in flight\"",
-                    sig);
-        return;
-    }
-}
-
 /* What serve runs, in start order. */
 struct main_server {
     struct sb_spool *spool;
@@ -669,8 +647,8 @@ struct main_server {
     struct sb_ingress *ingress;
 };
 
-static enum sb_status main_start(const struct sb_config *cfg,
-                                 struct main_server *s, struct sb_error *err)
+static enum sb_status main_start(struct sb_config *cfg, struct main_server *s,
+                                 struct sb_error *err)
 {
     enum sb_status rc = sb_spool_open(cfg, SB_SPOOL_SERVE, &s->spool, err);
 
@@ -693,6 +671,159 @@ static enum sb_status main_start(const struct sb_config *cfg,
         rc = sb_ingress_start(cfg, s->spool, &s->ingress, err);
     }
     return rc;
+}
+
+/* ---- reload ------------------------------------------------------------ */
+
+/*
+ * What a running server cannot change without a restart: its sockets, its
+ * spool, and TZ (read by every thread). Adds an error for each that
+ * differs; returns how many.
+ */
+static size_t main_restart_needed(const struct sb_config *cur,
+                                  const struct sb_config *next,
+                                  struct sb_errors *errs)
+{
+    const char *changed[6];
+    size_t n = 0;
+    size_t i;
+
+    if (strcmp(cur->listen.host, next->listen.host) != 0 ||
+        cur->listen.port != next->listen.port) {
+        changed[n++] = "listen";
+    }
+    if ((cur->tls_cert_pem == NULL) != (next->tls_cert_pem == NULL) ||
+        (cur->tls_cert_pem != NULL &&
+         (strcmp(cur->tls_cert_pem, next->tls_cert_pem) != 0 ||
+          strcmp(cur->tls_key_pem, next->tls_key_pem) != 0))) {
+        changed[n++] = "tls";
+    }
+    if (cur->admin_enabled != next->admin_enabled ||
+        strcmp(cur->admin_listen.host, next->admin_listen.host) != 0 ||
+        cur->admin_listen.port != next->admin_listen.port) {
+        changed[n++] = "admin.listen";
+    }
+    if (strcmp(cur->spool_path, next->spool_path) != 0) {
+        changed[n++] = "spool.path";
+    }
+    if (cur->retention_ms != next->retention_ms) {
+        changed[n++] = "spool.retention";
+    }
+    if ((cur->timezone == NULL) != (next->timezone == NULL) ||
+        (cur->timezone != NULL && strcmp(cur->timezone, next->timezone) != 0)) {
+        changed[n++] = "timezone";
+    }
+    for (i = 0; i < n; i++) {
+        struct sb_error err;
+
+        sb_error_set(&err, "%s: %s changed; that needs a restart", next->source,
+                     changed[i]);
+        sb_errors_add(errs, &err);
+    }
+    return n;
+}
+
+/*
+ * Validates every output of `next`, then opens those a reload cannot keep
+ * running as they are. Returns 0, or the number of errors added.
+ */
+static size_t main_reload_outputs(struct sb_dispatch *d, struct sb_config *next,
+                                  struct sb_errors *errs)
+{
+    size_t i;
+
+    for (i = 0; i < next->output_count; i++) {
+        sb_output_open(&next->outputs[i], 1, errs);
+    }
+    for (i = 0; sb_errors_total(errs) == 0 && i < next->output_count; i++) {
+        if (!sb_dispatch_keeps(d, &next->outputs[i])) {
+            sb_output_open(&next->outputs[i], 0, errs);
+        }
+    }
+    return sb_errors_total(errs);
+}
+
+static void main_log_reload_errors(const struct sb_errors *errs)
+{
+    char text[1024];
+    char quoted[1100];
+    size_t i;
+
+    for (i = 0; i < errs->count; i++) {
+        SB_LOG_ERROR(
+            "main", "err=%s msg=\"reload refused\"",
+            sb_log_quote(quoted, sizeof(quoted),
+                         sb_error_format(&errs->items[i], text, sizeof(text))));
+    }
+}
+
+/*
+ * SIGHUP: builds the new config completely (rules, templates, plugins,
+ * output instances) beside the running one and switches to it in one
+ * step, or logs why not and keeps serving with the old one. Requests and
+ * deliveries under way finish with the config they began with.
+ */
+static void main_reload(struct main_server *s, struct sb_config **current,
+                        const char *path)
+{
+    static struct sb_errors errs; /* large; main's thread only */
+    struct sb_config *next = NULL;
+    struct sb_error err;
+    enum sb_status rc;
+
+    SB_LOG_INFO(
+        "main",
+        "msg=\"SIGHUP: reopening output files and reloading the config\"");
+    sb_dispatch_reopen(s->dispatch);
+    rc = sb_config_load(path, &next, &errs);
+    if (rc == SB_OK && (main_restart_needed(*current, next, &errs) > 0 ||
+                        main_reload_outputs(s->dispatch, next, &errs) > 0)) {
+        rc = SB_ERR_INVALID;
+    }
+    if (rc != SB_OK) {
+        main_log_reload_errors(&errs);
+        SB_LOG_ERROR(
+            "main",
+            "errors=%zu msg=\"the new config is not used; still serving with the old one\"",
+            sb_errors_total(&errs));
+        sb_config_free(next);
+        return;
+    }
+    sb_error_clear(&err);
+    if (sb_dispatch_reload(s->dispatch, next, MAIN_DISPATCH_GRACE_MS, &err) !=
+        SB_OK) {
+        SB_LOG_ERROR("main", "err=\"%s\" msg=\"some outputs could not start\"",
+                     err.msg);
+    }
+    if (sb_ingress_swap(s->ingress, next) != SB_OK) {
+        SB_LOG_ERROR("main",
+                     "msg=\"out of memory; requests keep the old rules\"");
+    }
+    sb_log_set_level(next->log_level);
+    sb_config_unref(*current);
+    *current = next;
+    SB_LOG_INFO("main", "outputs=%zu msg=\"config reloaded\"",
+                next->output_count);
+}
+
+static void main_wait_for_stop(const sigset_t *set, struct main_server *s,
+                               struct sb_config **cfg, const char *path)
+{
+    int sig = 0;
+
+    for (;;) {
+        if (sigwait(set, &sig) != 0) {
+            continue;
+        }
+        if (sig == SIGHUP) {
+            main_reload(s, cfg, path);
+            continue;
+        }
+        SB_LOG_INFO("main",
+                    "signal=%d msg=\"stopping; finishing requests in flight\"",
+                    sig);
+        return;
+    }
 }
 
 /*
@@ -754,7 +885,8 @@ static int main_serve(const struct main_args *args)
         PACKAGE_VERSION, cfg->listen.host, cfg->listen.port,
         cfg->tls_cert_pem ? "on" : "off", cfg->path,
         cfg->admin_enabled ? "on" : "off", cfg->output_count);
-    main_wait_for_stop(&stop_signals, server.dispatch);
+    sb_schedule_freeze_timezone();
+    main_wait_for_stop(&stop_signals, &server, &cfg, args->config_path);
     if (sb_ingress_drain(server.ingress, MAIN_DRAIN_TIMEOUT_MS) > 0) {
         SB_LOG_ERROR("main", "msg=\"requests still unanswered at shutdown\"");
     }
@@ -774,7 +906,7 @@ out:
             abandoned);
         _exit(code);
     }
-    sb_config_free(cfg);
+    sb_config_unref(cfg); /* the last reference: listener and lanes are gone */
     if (code == 0) {
         SB_LOG_INFO("main", "msg=\"stopped\"");
     }

@@ -236,6 +236,17 @@ enum sb_status sb_output_envelope(const struct sb_template_context *ctx,
     return rc == SB_OK ? sb_buf_addc(out, '}') : rc;
 }
 
+int sb_output_same(const struct sb_output *a, const struct sb_output *b)
+{
+    return a->kind->plugin == b->kind->plugin &&
+           a->retry.max_attempts == b->retry.max_attempts &&
+           a->retry.initial_ms == b->retry.initial_ms &&
+           a->retry.max_delay_ms == b->retry.max_delay_ms &&
+           a->retry.max_age_ms == b->retry.max_age_ms &&
+           a->concurrency == b->concurrency &&
+           sb_plugin_config_equal(a->plugin_config, b->plugin_config);
+}
+
 void sb_output_cleanup(struct sb_output *out)
 {
     size_t i;

@@ -96,6 +96,12 @@ void sb_output_close(struct sb_output *out);
 enum sb_status sb_output_envelope(const struct sb_template_context *ctx,
                                   struct sb_buf *out);
 
+/*
+ * Whether `a` and `b` would create the same instance: the same plugin,
+ * plugin keys, retry policy and concurrency. Their names may differ.
+ */
+int sb_output_same(const struct sb_output *a, const struct sb_output *b);
+
 /* Closes the output and frees what it owns (not the struct). */
 void sb_output_cleanup(struct sb_output *out);
 

@@ -508,6 +508,29 @@ size_t sb_plugin_config_unread(struct sb_plugin_config *cfg, const char *plugin)
     return pcfg_unread(cfg, plugin);
 }
 
+int sb_plugin_config_equal(const struct sb_plugin_config *a,
+                           const struct sb_plugin_config *b)
+{
+    size_t i;
+
+    if (a == NULL || b == NULL) {
+        return a == b;
+    }
+    if (a->kind != b->kind || a->count != b->count ||
+        (a->key == NULL) != (b->key == NULL) ||
+        (a->key != NULL && strcmp(a->key, b->key) != 0) ||
+        (a->text == NULL) != (b->text == NULL) ||
+        (a->text != NULL && strcmp(a->text, b->text) != 0)) {
+        return 0;
+    }
+    for (i = 0; i < a->count; i++) {
+        if (!sb_plugin_config_equal(&a->children[i], &b->children[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Frees what a node owns, not the node (nodes live in arrays). */
 static void pcfg_cleanup(struct sb_plugin_config *node)
 {

@@ -41,6 +41,14 @@ void sb_plugin_config_bind(struct sb_plugin_config *cfg,
 size_t sb_plugin_config_unread(struct sb_plugin_config *cfg,
                                const char *plugin);
 
+/*
+ * Whether two trees hold the same keys with the same values, in the same
+ * order: a reload keeps an output's instance when nothing it was created
+ * from changed. NULL equals NULL.
+ */
+int sb_plugin_config_equal(const struct sb_plugin_config *a,
+                           const struct sb_plugin_config *b);
+
 /* Frees the tree and wipes its values (they may be secrets). NULL is ok. */
 void sb_plugin_config_free(struct sb_plugin_config *cfg);
 

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,9 +418,18 @@ static enum sb_status schedule_zone_check(const char *name,
     return SB_OK;
 }
 
+/* Set once serving: from then on TZ is read by other threads. */
+static atomic_int schedule_tz_frozen;
+
+void sb_schedule_freeze_timezone(void)
+{
+    atomic_store(&schedule_tz_frozen, 1);
+}
+
 enum sb_status sb_schedule_set_timezone(const char *name, struct sb_error *err)
 {
     enum sb_status rc;
+    const char *current;
 
     if (name == NULL || name[0] == '\0') {
         sb_error_set(err, "empty timezone; %s", SCHEDULE_TZ_EXPECTED);
@@ -439,6 +449,15 @@ enum sb_status sb_schedule_set_timezone(const char *name, struct sb_error *err)
         }
     }
 
+    /* setenv() under threads that read TZ is a data race: refuse it. */
+    if (atomic_load(&schedule_tz_frozen)) {
+        current = getenv("TZ");
+        if (current != NULL && strcmp(current, name) == 0) {
+            return SB_OK;
+        }
+        sb_error_set(err, "changing the timezone needs a restart");
+        return SB_ERR_INVALID;
+    }
     if (setenv("TZ", name, 1) != 0) {
         sb_error_set(err, "cannot set TZ to \"%s\": %s", name, strerror(errno));
         return SB_ERR_NOMEM;

@@ -65,4 +65,11 @@ int sb_schedule_contains(const struct sb_schedule *sched, int64_t ms);
  */
 enum sb_status sb_schedule_set_timezone(const char *name, struct sb_error *err);
 
+/*
+ * From now on sb_schedule_set_timezone() accepts only the zone already
+ * set: serve calls this once its threads run, so a reload cannot change
+ * TZ under them (a new zone needs a restart).
+ */
+void sb_schedule_freeze_timezone(void);
+
 #endif

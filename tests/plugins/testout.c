@@ -43,6 +43,7 @@ struct testout {
     char *error;             /* out->error for RETRY and FAILED */
     uint64_t stall_ms;       /* mode stall: how long deliver() sleeps */
     char *fail_on_type;      /* this event type always fails; may be NULL */
+    char *lifecycle; /* appends "created <output>" and "destroyed <output>" */
     int fd;
     pthread_mutex_t lock; /* one record is one write() */
 };
@@ -131,6 +132,9 @@ static int testout_read(const struct sb_plugin_config *cfg,
     rc |= host->config_duration(cfg, "stall_for", 0, TESTOUT_FOREVER,
                                 &t->stall_ms);
     rc |= testout_string(cfg, host, "fail_on_type", NULL, &t->fail_on_type);
+    path = NULL;
+    rc |= host->config_path(cfg, "lifecycle", 0, NULL, &path);
+    rc |= testout_copy(cfg, host, "lifecycle", path, &t->lifecycle);
     return rc != 0 ? -1 : 0;
 }
 
@@ -310,6 +314,29 @@ testout_deliver(void *instance, const struct sb_plugin_message *msg,
 
 /* ---- life cycle -------------------------------------------------------- */
 
+/* One line in the lifecycle file, when there is one: how reloads act. */
+static void testout_lifecycle(const struct testout *t, const char *what)
+{
+    char line[256];
+    int fd;
+    int n;
+
+    if (t->lifecycle == NULL) {
+        return;
+    }
+    fd = open(t->lifecycle, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return;
+    }
+    n = snprintf(line, sizeof(line), "%s %s\n", what, t->host->output);
+    if (n > 0 && (size_t)n < sizeof(line) &&
+        testout_write_all(fd, line, (size_t)n) != 0) {
+        t->host->log(t->host, SB_PLUGIN_LOG_ERROR,
+                     "cannot append to the lifecycle file");
+    }
+    close(fd);
+}
+
 static void testout_free(struct testout *t)
 {
     if (t == NULL) {
@@ -319,6 +346,7 @@ static void testout_free(struct testout *t)
         close(t->fd);
         pthread_mutex_destroy(&t->lock);
     }
+    free(t->lifecycle);
     free(t->path);
     free(t->error);
     free(t->fail_on_type);
@@ -362,6 +390,9 @@ static int testout_create(const struct sb_plugin_config *cfg,
     if (!host->check_only && testout_open(t) != 0) {
         goto out;
     }
+    if (!host->check_only) {
+        testout_lifecycle(t, "created");
+    }
     *out_instance = t;
     rc = 0;
 
@@ -374,7 +405,12 @@ out:
 
 static void testout_destroy(void *instance)
 {
-    testout_free(instance);
+    struct testout *t = instance;
+
+    if (t->fd >= 0) {
+        testout_lifecycle(t, "destroyed");
+    }
+    testout_free(t);
 }
 
 SB_PLUGIN_DECLARE = {
