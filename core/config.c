@@ -965,6 +965,12 @@ static const struct cfg_key spool_keys[] = {
     {NULL, NULL, 0, 0, 0, NULL, NULL},
 };
 
+static const struct cfg_key log_keys[] = {
+    {"level", cfg_apply_log_level, offsetof(struct sb_config, log_level), 0, 0,
+     NULL, "error, warn, info or debug"},
+    {NULL, NULL, 0, 0, 0, NULL, NULL},
+};
+
 static const struct cfg_key plugins_keys[] = {
     {"dir", cfg_apply_file_path, offsetof(struct sb_config, plugins_dir), 0, 0,
      NULL, "folder of plugin shared objects"},
@@ -982,6 +988,8 @@ static const struct cfg_key root_keys[] = {
     {"auth", cfg_apply_map, 0, 0, 0, auth_keys, "who may post"},
     {"admin", cfg_apply_map, 0, 0, 0, admin_keys, "health listener"},
     {"spool", cfg_apply_map, 0, 0, 0, spool_keys, "durable storage"},
+    {"log", cfg_apply_map, 0, 0, 0, log_keys, "logging"},
+    /* The older spelling of log.level, still read. */
     {"log_level", cfg_apply_log_level, offsetof(struct sb_config, log_level), 0,
      0, NULL, "error, warn, info or debug"},
     {"timezone", cfg_apply_timezone, offsetof(struct sb_config, timezone), 0, 0,

@@ -300,6 +300,26 @@ static void ingress_committed(void *arg, enum sb_status rc)
     MHD_resume_connection(req->conn);
 }
 
+/* debug: where the event goes, by rule and output names only. */
+static void ingress_log_route(const struct sb_event *event,
+                              const struct sb_route *route)
+{
+    size_t i;
+
+    if (!sb_log_enabled(SB_LOG_DEBUG)) {
+        return;
+    }
+    for (i = 0; i < route->count; i++) {
+        SB_LOG_DEBUG(
+            "ingress", "event_id=%s rule=%s output=%s msg=\"delivery planned\"",
+            event->id, route->deliveries[i].rule, route->deliveries[i].output);
+    }
+    if (route->count == 0) {
+        SB_LOG_DEBUG("ingress", "event_id=%s msg=\"no rule sends it anywhere\"",
+                     event->id);
+    }
+}
+
 /* Decides the event's deliveries, on this thread, before the commit. */
 static enum sb_status ingress_route(struct ingress_request *req)
 {
@@ -317,6 +337,7 @@ static enum sb_status ingress_route(struct ingress_request *req)
     }
     req->event->plans = req->route->deliveries;
     req->event->plan_count = req->route->count;
+    ingress_log_route(req->event, req->route);
     return SB_OK;
 }
 

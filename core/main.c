@@ -45,6 +45,7 @@ struct main_args {
     int json;                      /* test --json, events --json */
     int deliveries;                /* events --deliveries */
     int fields;                    /* events --fields */
+    int log_level;                 /* serve --log-level; -1: the config's */
     struct sb_spool_filter filter; /* events and replay */
     int64_t ids[MAIN_MAX_IDS];     /* replay --id */
 };
@@ -53,7 +54,7 @@ static void main_usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: switchboard serve   [-c FILE]\n"
+        "usage: switchboard serve   [-c FILE] [--log-level LEVEL]\n"
         "       switchboard check   [-c FILE]\n"
         "       switchboard test    [-c FILE] [--json] EVENT|-\n"
         "       switchboard events  [-c FILE] [--limit N] [--state STATE]\n"
@@ -70,6 +71,7 @@ static void main_usage(FILE *out)
         "  --since T          events received at or after T: a duration ago (2h) or RFC 3339\n"
         "  --until T          events received before T (same forms)\n"
         "  --id N             replay this delivery (repeatable)\n"
+        "  --log-level LEVEL  error, warn, info or debug; overrides log.level\n"
         "  --deliveries       list each event's deliveries too\n"
         "  --fields           ... with what each will send\n"
         "  --json             one JSON object per line (events), or the dry run as JSON (test)\n");
@@ -220,6 +222,7 @@ static int main_parse_args(int argc, char **argv, struct main_args *args)
     memset(args, 0, sizeof(*args));
     args->command = argc > 1 ? argv[1] : NULL;
     args->limit = MAIN_EVENTS_DEFAULT_LIMIT;
+    args->log_level = -1;
     args->filter.ids = args->ids;
     for (i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -234,6 +237,18 @@ static int main_parse_args(int argc, char **argv, struct main_args *args)
             if (taken < 0) {
                 return -1;
             }
+        } else if (strcmp(a, "--log-level") == 0) {
+            enum sb_log_level level;
+
+            if (i + 1 >= argc ||
+                sb_log_level_parse(argv[i + 1], &level) != SB_OK) {
+                fprintf(
+                    stderr,
+                    "switchboard: --log-level needs error, warn, info or debug\n");
+                return -1;
+            }
+            args->log_level = (int)level;
+            i++;
         } else if (strcmp(a, "--json") == 0) {
             args->json = 1;
         } else if (strcmp(a, "--deliveries") == 0) {
@@ -673,6 +688,14 @@ static enum sb_status main_start(struct sb_config *cfg, struct main_server *s,
     return rc;
 }
 
+/* --log-level wins over the config's log.level, at start and on reload. */
+static void main_apply_log_level(const struct main_args *args,
+                                 const struct sb_config *cfg)
+{
+    sb_log_set_level(args->log_level >= 0 ? (enum sb_log_level)args->log_level
+                                          : cfg->log_level);
+}
+
 /* ---- reload ------------------------------------------------------------ */
 
 /*
@@ -763,8 +786,8 @@ static void main_log_reload_errors(const struct sb_errors *errs)
  * step, or logs why not and keeps serving with the old one. Requests and
  * deliveries under way finish with the config they began with.
  */
-static void main_reload(struct main_server *s, struct sb_config **current,
-                        const char *path)
+static void main_reload(const struct main_args *args, struct main_server *s,
+                        struct sb_config **current)
 {
     static struct sb_errors errs; /* large; main's thread only */
     struct sb_config *next = NULL;
@@ -775,7 +798,7 @@ static void main_reload(struct main_server *s, struct sb_config **current,
         "main",
         "msg=\"SIGHUP: reopening output files and reloading the config\"");
     sb_dispatch_reopen(s->dispatch);
-    rc = sb_config_load(path, &next, &errs);
+    rc = sb_config_load(args->config_path, &next, &errs);
     if (rc == SB_OK && (main_restart_needed(*current, next, &errs) > 0 ||
                         main_reload_outputs(s->dispatch, next, &errs) > 0)) {
         rc = SB_ERR_INVALID;
@@ -799,15 +822,16 @@ static void main_reload(struct main_server *s, struct sb_config **current,
         SB_LOG_ERROR("main",
                      "msg=\"out of memory; requests keep the old rules\"");
     }
-    sb_log_set_level(next->log_level);
+    main_apply_log_level(args, next);
     sb_config_unref(*current);
     *current = next;
     SB_LOG_INFO("main", "outputs=%zu msg=\"config reloaded\"",
                 next->output_count);
 }
 
-static void main_wait_for_stop(const sigset_t *set, struct main_server *s,
-                               struct sb_config **cfg, const char *path)
+static void main_wait_for_stop(const sigset_t *set,
+                               const struct main_args *args,
+                               struct main_server *s, struct sb_config **cfg)
 {
     int sig = 0;
 
@@ -816,7 +840,7 @@ static void main_wait_for_stop(const sigset_t *set, struct main_server *s,
             continue;
         }
         if (sig == SIGHUP) {
-            main_reload(s, cfg, path);
+            main_reload(args, s, cfg);
             continue;
         }
         SB_LOG_INFO("main",
@@ -858,7 +882,7 @@ static int main_serve(const struct main_args *args)
     if (code != 0) {
         return code;
     }
-    sb_log_set_level(cfg->log_level);
+    main_apply_log_level(args, cfg);
     main_block_signals(&stop_signals);
     /* Validate every output first: a rejected config creates no file. */
     code = main_open_outputs(cfg, 1);
@@ -886,7 +910,7 @@ static int main_serve(const struct main_args *args)
         cfg->tls_cert_pem ? "on" : "off", cfg->path,
         cfg->admin_enabled ? "on" : "off", cfg->output_count);
     sb_schedule_freeze_timezone();
-    main_wait_for_stop(&stop_signals, &server, &cfg, args->config_path);
+    main_wait_for_stop(&stop_signals, args, &server, &cfg);
     if (sb_ingress_drain(server.ingress, MAIN_DRAIN_TIMEOUT_MS) > 0) {
         SB_LOG_ERROR("main", "msg=\"requests still unanswered at shutdown\"");
     }

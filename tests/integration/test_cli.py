@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -221,6 +222,51 @@ def case_sigterm_keeps_events(ctx):
     check_no_secret([srv.stderr(), srv.stdout()], "serve output", (h.SECRET, WRONG_SECRET))
 
 
+def case_log_levels(ctx):
+    """log.level warn hides info lines; --log-level debug wins and shows the flow.
+
+    The debug flow names rules and outputs, never a payload value.
+    """
+    folder = ctx.path("plugins")
+    os.makedirs(folder)
+    os.symlink(os.path.join(h.test_plugins_dir(), "testout.so"), os.path.join(folder, "testout.so"))
+    cfg = ctx.config(log={"level": "warn"}, plugins={"dir": folder},
+                     outputs={"rec": {"plugin": "testout", "path": ctx.path("rec.jsonl")}},
+                     rules=[{"name": "calls", "send": ["rec"]}])
+    srv = ctx.server(cfg)
+    srv.post_ok(h.load_example("inbound_end_of_call"))
+    h.check_eq(srv.stop(), 0, "exit code")
+    h.check("level=info" not in srv.stderr(), "info lines at log.level warn:\n" + h.tail(srv.stderr()))
+
+    srv = h.Server(ctx, cfg, name="debug")
+    res = h.run_cli(ctx, ["serve", "-c", srv.cfg_path, "--log-level", "loud"])
+    h.check_eq(res.returncode, 1, "serve --log-level loud exit code")
+    h.check("--log-level needs error, warn, info or debug" in res.stderr, "message: " + res.stderr)
+    proc = subprocess.Popen([h.binary(), "serve", "-c", srv.cfg_path, "--log-level", "debug"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=open(ctx.path("debug.log"), "wb"), env=ctx.env())
+    try:
+        event = h.load_example("inbound_end_of_call")
+        h.wait_for("serve --log-level debug answers", lambda: _posted(srv.port, event))
+        h.wait_for("the delivery logged at debug", lambda: "state=delivered" in
+                   h.read_text(ctx.path("debug.log")))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    log = h.read_text(ctx.path("debug.log"))
+    h.check('rule=calls output=rec msg="delivery planned"' in log, "the planned delivery:\n"
+            + h.tail(log))
+    for value in (event["payload"]["caller_phone_number"], event["payload"]["super_short_report"]):
+        h.check(value not in log, "a payload value in the debug log")
+
+
+def _posted(port, event):
+    try:
+        return h.post_event(port, event).status == 200
+    except OSError:
+        return False
+
+
 def case_sigint_exits_zero(ctx):
     """SIGINT (Ctrl-C in a terminal) stops serve like SIGTERM."""
     srv = ctx.server()
@@ -263,6 +309,8 @@ CASES = [
     ("serve with an unopenable spool exits 2", case_serve_spool_unopenable),
     ("SIGTERM exits 0, events kept, no secret in serve output", case_sigterm_keeps_events),
     ("SIGINT exits 0", case_sigint_exits_zero),
+    ("log.level and --log-level; debug shows the flow without payload values",
+     case_log_levels),
     ("events --limit", case_events_limit),
 ]
 
