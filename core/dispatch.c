@@ -868,6 +868,11 @@ static void dispatch_retire(struct sb_dispatch *d, struct dispatch_lane *lane,
     while (lane->alive > 0 &&
            pthread_cond_timedwait(&d->idle, &d->mu, until) != ETIMEDOUT) {
     }
+    /*
+     * LIMIT: a retired lane is freed only with the dispatch: outcomes it
+     * queued may still call back into it. A few kilobytes per changed
+     * output per reload (docs/LIMITS.md).
+     */
     lane->next_retired = d->retired;
     d->retired = lane;
     if (lane->alive > 0) {
