@@ -65,7 +65,7 @@ def answered(path):
     return [r for r in h.read_jsonl(path) if r.get("result") != "start"]
 
 
-def exercise(ctx, port, pid):
+def exercise(ctx, port, pid, cfg, cfg_path):
     """One request of each kind of answer; the valid ones delivered to every output."""
     event = h.load_example("inbound_end_of_call")
     h.check_eq(h.post_event(port, event, timeout=30).status, 200, "valid event")
@@ -81,9 +81,14 @@ def exercise(ctx, port, pid):
     h.wait_for("the first line in the file output",
                lambda: len(h.read_jsonl(archive)) >= 1, timeout=DELIVERY_TIMEOUT)
     os.rename(archive, archive + ".1")
+    # A reload that changes rec: its lane and instance are replaced, the
+    # others kept; the old instance is destroyed on the way.
+    cfg["outputs"]["rec"]["error"] = "changed"
+    with open(cfg_path, "w") as f:
+        f.write(h.to_yaml(cfg))
     os.kill(pid, signal.SIGHUP)
-    h.wait_for("SIGHUP handled", lambda: "SIGHUP" in h.read_text(ctx.path("serve.stderr")),
-               timeout=DELIVERY_TIMEOUT)
+    h.wait_for("the reload done", lambda: 'msg="config reloaded"' in
+               h.read_text(ctx.path("serve.stderr")), timeout=DELIVERY_TIMEOUT)
     h.check_eq(h.post_event(port, event, timeout=30).status, 200, "valid event after SIGHUP")
     h.wait_for("the second line in the reopened file",
                lambda: len(h.read_jsonl(archive)) >= 1, timeout=DELIVERY_TIMEOUT)
@@ -111,7 +116,7 @@ def case_serve_stop_is_clean(ctx):
                                 cwd=ctx.tmp, env=ctx.env())
     try:
         wait_listening(proc, port, log_path)
-        exercise(ctx, port, proc.pid)
+        exercise(ctx, port, proc.pid, cfg, cfg_path)
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=VALGRIND_STOP)
     finally:
