@@ -20,6 +20,7 @@
 #include "event.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "output.h"
 #include "template.h"
 
@@ -80,6 +81,7 @@ struct dispatch_lane {
     pthread_t *workers;
     size_t worker_count;
     size_t workers_started;
+    struct sb_metrics_output *metrics; /* by output name; NULL: none */
 };
 
 struct sb_dispatch {
@@ -586,6 +588,10 @@ static void dispatch_settled(void *arg, enum sb_status rc)
             "dispatch",
             "output=%s delivery=%lld msg=\"outcome not stored; the delivery will be attempted again\"",
             lane->out->name, (long long)job->id);
+    } else {
+        sb_metrics_delivery_settled(lane->metrics, job->settle.state,
+                                    job->attempts + 1,
+                                    sb_spool_now_ms() - job->received_ms);
     }
     pthread_mutex_lock(&lane->mu);
     dispatch_release(lane, job->id);
@@ -698,6 +704,7 @@ static struct dispatch_lane *dispatch_lane_new(struct sb_dispatch *d,
     lane->d = d;
     lane->cfg = sb_config_ref(cfg);
     lane->out = out;
+    lane->metrics = sb_metrics_output_get(out->name);
     lane->worker_count =
         thread_safe && out->concurrency > 0 ? (size_t)out->concurrency : 1;
     lane->slots = lane->worker_count * DISPATCH_LANE_SLOTS_PER_WORKER +

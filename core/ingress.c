@@ -26,6 +26,7 @@
 #include "auth.h"
 #include "event.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
 #include "rules.h"
 
@@ -141,6 +142,8 @@ static enum MHD_Result ingress_error(struct MHD_Connection *conn,
 {
     char json[sizeof(((struct sb_error *)0)->msg) + 16];
 
+    /* Every refusal answers here, so each is counted exactly once. */
+    sb_metrics_request_rejected(sb_metrics_reject_for_status(status));
     snprintf(json, sizeof(json), "{\"error\":\"%s\"}", message);
     return ingress_answer(conn, status, json);
 }
@@ -264,6 +267,7 @@ static enum MHD_Result ingress_read(struct ingress_request *req,
     if (need > req->view->cfg->max_body) {
         ingress_log_rejection(req->conn, 413,
                               "chunked body larger than max_body");
+        sb_metrics_request_rejected(SB_METRICS_REJECT_TOO_LARGE);
         return MHD_NO;
     }
     if (need > req->cap) {
@@ -395,6 +399,7 @@ static enum MHD_Result ingress_reply_committed(struct ingress_request *req)
                 req->event->id,
                 sb_log_quote(type, sizeof(type), req->event->event_type),
                 req->event->body_len, req->route->count, req->route->throttled);
+    sb_metrics_event_received(req->event->event_type);
     snprintf(json, sizeof(json), "{\"id\":\"%s\"}", req->event->id);
     return ingress_answer(req->conn, MHD_HTTP_OK, json);
 }

@@ -26,6 +26,7 @@
 #include "event.h"
 #include "ingress.h"
 #include "log.h"
+#include "notify.h"
 #include "schedule.h"
 #include "spool.h"
 
@@ -840,9 +841,13 @@ static void main_wait_for_stop(const sigset_t *set,
             continue;
         }
         if (sig == SIGHUP) {
+            /* systemd: reloading until READY again, applied or refused. */
+            sb_notify_reloading();
             main_reload(args, s, cfg);
+            sb_notify("READY=1");
             continue;
         }
+        sb_notify("STOPPING=1");
         SB_LOG_INFO("main",
                     "signal=%d msg=\"stopping; finishing requests in flight\"",
                     sig);
@@ -910,6 +915,7 @@ static int main_serve(const struct main_args *args)
         cfg->tls_cert_pem ? "on" : "off", cfg->path,
         cfg->admin_enabled ? "on" : "off", cfg->output_count);
     sb_schedule_freeze_timezone();
+    sb_notify("READY=1"); /* the listener is up: Type=notify */
     main_wait_for_stop(&stop_signals, args, &server, &cfg);
     if (sb_ingress_drain(server.ingress, MAIN_DRAIN_TIMEOUT_MS) > 0) {
         SB_LOG_ERROR("main", "msg=\"requests still unanswered at shutdown\"");

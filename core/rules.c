@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "json.h"
+#include "metrics.h"
 #include "template.h"
 
 #define RULES_NEEDLE_MAX 256 /* code points of a `contains` value */
@@ -131,6 +132,7 @@ struct sb_rule {
     struct rules_throttle_slot *slots; /* open addressing, 2x the cap */
     size_t slot_count;
     size_t used;
+    struct sb_metrics_rule *metrics; /* its counters; NULL: none */
 };
 
 /* The rules, in order, that an event of type `name` must evaluate. */
@@ -1633,6 +1635,16 @@ enum sb_status sb_rules_new_empty(struct sb_ruleset **out_rules)
     return *out_rules != NULL ? SB_OK : SB_ERR_NOMEM;
 }
 
+/* Once the set is whole: a rule keeps its counters across reloads by name. */
+static void rules_attach_metrics(struct sb_ruleset *set)
+{
+    size_t i;
+
+    for (i = 0; i < set->count; i++) {
+        set->rules[i]->metrics = sb_metrics_rule_get(set->rules[i]->name);
+    }
+}
+
 enum sb_status sb_rules_compile(struct sb_yml *y, yaml_node_t *node,
                                 const struct sb_rules_refs *refs,
                                 struct sb_ruleset **out_rules)
@@ -1657,6 +1669,7 @@ enum sb_status sb_rules_compile(struct sb_yml *y, yaml_node_t *node,
         sb_rules_free(rc.set);
         return st;
     }
+    rules_attach_metrics(rc.set);
     *out_rules = rc.set;
     return SB_OK;
 }
@@ -1971,6 +1984,9 @@ rules_route_one(struct sb_rule *rule, struct rules_eval *e,
     if (!matched) {
         return SB_OK;
     }
+    if (trace == NULL) {
+        sb_metrics_rule_matched(rule->metrics); /* a dry run counts nothing */
+    }
     tc->rule = rule->name;
     if (rule->throttle_key != NULL) {
         enum sb_status st = rules_throttle_key(rule, tc, key);
@@ -1980,6 +1996,9 @@ rules_route_one(struct sb_rule *rule, struct rules_eval *e,
             route->throttled++;
             if (t != NULL) {
                 t->throttled = 1;
+            }
+            if (trace == NULL) {
+                sb_metrics_rule_throttled(rule->metrics);
             }
             return SB_OK;
         }

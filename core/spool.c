@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define SPOOL_PURGE_EVERY_MS 60000 /* expired events go within a minute */
 #define SPOOL_PROBE_EVERY_MS 1000  /* how soon an unready spool recovers */
@@ -143,12 +144,25 @@ static void spool_set_ready(struct sb_spool *spool, enum sb_status rc,
     }
 }
 
+/* Microseconds since `since`, on the monotonic clock. */
+static uint64_t spool_elapsed_us(const struct timespec *since)
+{
+    struct timespec now;
+    int64_t us;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    us = (int64_t)(now.tv_sec - since->tv_sec) * 1000000 +
+         (now.tv_nsec - since->tv_nsec) / 1000;
+    return us > 0 ? (uint64_t)us : 0;
+}
+
 /* Commits one batch and answers every request in it. */
 static void spool_commit_batch(struct sb_spool *spool, struct spool_item *batch,
                                size_t n)
 {
     struct sb_spool_write writes[SB_SPOOL_BATCH_MAX];
     struct sb_error err;
+    struct timespec began;
     enum sb_status rc;
     size_t planned = 0;
     size_t i;
@@ -159,6 +173,7 @@ static void spool_commit_batch(struct sb_spool *spool, struct spool_item *batch,
         planned += batch[i].event ? batch[i].event->plan_count : 0;
     }
     sb_error_clear(&err);
+    clock_gettime(CLOCK_MONOTONIC, &began);
     rc = spool->backend->write_batch(spool->db, writes, n, &err);
     spool_set_ready(spool, rc, &err);
     if (rc == SB_OK) {
@@ -170,6 +185,7 @@ static void spool_commit_batch(struct sb_spool *spool, struct spool_item *batch,
             }
         }
         spool->commits++;
+        sb_metrics_spool_committed(spool_elapsed_us(&began), n);
     }
     for (i = 0; i < n; i++) {
         batch[i].done(batch[i].arg, rc);
@@ -355,6 +371,13 @@ enum sb_status sb_spool_due(struct sb_spool_reader *reader, const char *output,
 {
     return reader->backend->due(reader->db, output, sb_spool_now_ms(), skip,
                                 skip_count, limit, fn, arg, err);
+}
+
+enum sb_status sb_spool_backlog(struct sb_spool_reader *reader,
+                                sb_spool_backlog_fn fn, void *arg,
+                                struct sb_error *err)
+{
+    return reader->backend->backlog(reader->db, fn, arg, err);
 }
 
 void sb_spool_reader_free(struct sb_spool_reader *reader)

@@ -103,6 +103,10 @@ struct sb_spool_delivery {
 typedef void (*sb_spool_delivery_fn)(void *arg,
                                      const struct sb_spool_delivery *d);
 
+/* One output's backlog; `output` is borrowed for the duration of the call. */
+typedef void (*sb_spool_backlog_fn)(void *arg, const char *output,
+                                    uint64_t pending, uint64_t dead);
+
 /* One write of a batch: an event (with its deliveries) or a settle. */
 struct sb_spool_write {
     struct sb_event *event;
@@ -143,6 +147,9 @@ struct sb_spool_backend {
     enum sb_status (*replay)(void *db, const struct sb_spool_filter *filter,
                              int64_t now_ms, size_t *out_count,
                              struct sb_error *err);
+    /* Per output holding any, its pending and dead deliveries; a reader's. */
+    enum sb_status (*backlog)(void *db, sb_spool_backlog_fn fn, void *arg,
+                              struct sb_error *err);
     void (*close)(void *db);
 };
 
@@ -236,6 +243,15 @@ enum sb_status sb_spool_due(struct sb_spool_reader *reader, const char *output,
                             const int64_t *skip, size_t skip_count,
                             size_t limit, sb_spool_due_fn fn, void *arg,
                             struct sb_error *err);
+
+/*
+ * Calls `fn` once per output that holds pending or dead deliveries, in
+ * name order, with how many of each (/metrics). Counts rows of the index:
+ * for a scrape, not for every event. Same thread rules as sb_spool_due.
+ */
+enum sb_status sb_spool_backlog(struct sb_spool_reader *reader,
+                                sb_spool_backlog_fn fn, void *arg,
+                                struct sb_error *err);
 
 void sb_spool_reader_free(struct sb_spool_reader *reader);
 

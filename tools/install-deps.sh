@@ -3,7 +3,8 @@
 # Installs the Debian 12 packages switchboard needs, and nothing when they
 # are all there already. "build" is what building and running need; "test"
 # adds what the test suite drives (cmocka, python3, aiosmtpd for a real
-# SMTP peer, openssl, valgrind, clang-format, clang for the fuzz targets).
+# SMTP peer, openssl, valgrind, clang-format, clang for the fuzz targets,
+# man-db, groff-base and mandoc to render and lint the man pages).
 # Must run as root (or with sudo available) on a machine that lacks any.
 set -eu
 
@@ -11,8 +12,8 @@ profile=${1:-build}
 build_pkgs="build-essential autoconf automake libtool pkg-config
 libmicrohttpd-dev libyaml-dev libcjson-dev libcurl4-openssl-dev
 libsqlite3-dev libgnutls28-dev tzdata"
-test_pkgs="libcmocka-dev python3 python3-aiosmtpd openssl curl valgrind
-util-linux clang-format clang"
+test_pkgs="libcmocka-dev python3 python3-aiosmtpd python3-prometheus-client openssl curl valgrind
+util-linux clang-format clang man-db groff-base mandoc"
 
 case "$profile" in
 build) wanted=$build_pkgs ;;

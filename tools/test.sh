@@ -45,6 +45,17 @@ else
     fail_step "build with sanitizers"
 fi
 
+# The release tarball: complete, builds and passes `make check` in a
+# read-only copy of itself, installs and uninstalls cleanly. The unit
+# tests only; the integration tests run below against build/.
+if make -s -C build -j"$(nproc)" distcheck >"$log/distcheck.txt" 2>&1; then
+    echo "ok - make distcheck"
+    passed=$((passed + 1))
+else
+    tail -40 "$log/distcheck.txt"
+    fail_step "make distcheck"
+fi
+
 # Layout: the committed .clang-format settles it (STYLE.md).
 if clang-format --dry-run --Werror core/*.[ch] tests/unit/*.c plugins/*/*.c \
     tests/plugins/*.c include/switchboard/*.h \
@@ -74,7 +85,7 @@ done
 fuzz_seconds=${FUZZ_SECONDS:-60}
 fuzz_sources="core/status.c core/log.c core/buf.c core/yml.c core/json.c
 core/template.c core/schedule.c core/output.c core/plugin_config.c
-core/plugin_host.c core/rules.c core/config.c core/event.c
+core/plugin_host.c core/rules.c core/config.c core/event.c core/metrics.c
 tests/unit/fake_plugins.c"
 fuzz_libs=$(pkg-config --libs yaml-0.1 gnutls libcjson 2>/dev/null)
 for target in json template config; do
@@ -118,7 +129,8 @@ SWITCHBOARD_BIN="$top/build-san/core/switchboard" \
     SWITCHBOARD_PLUGINS_DIR="$top/build-san/plugins/.libs" \
     SWITCHBOARD_TEST_PLUGINS_DIR="$top/build-san/tests/plugins/.libs" \
     python3 tests/integration/run.py test_ingress.py test_routing.py \
-    test_delivery.py test_file.py >"$log/integration-san.txt" 2>&1
+    test_delivery.py test_file.py test_reload.py test_stop.py \
+    test_metrics.py >"$log/integration-san.txt" 2>&1
 rc=$?
 grep -v ' passed, .* failed$' "$log/integration-san.txt" |
     sed "s/^\(not \)\{0,1\}ok - /&sanitizers: /"
