@@ -163,6 +163,31 @@ static int main_parse_state(const char *text)
            strcmp(text, "dead") == 0;
 }
 
+/* What a filter option's value must be, for its error message. */
+static const char *main_filter_expects(const char *opt)
+{
+    static const struct {
+        const char *opt;
+        const char *expects;
+    } table[] = {
+        {"--state", "pending, delivered or dead"},
+        {"--output", "an output name"},
+        {"--since",
+         "a duration ago (2h) or an RFC 3339 time (2026-12-03T18:00:00Z)"},
+        {"--until",
+         "a duration ago (2h) or an RFC 3339 time (2026-12-03T18:00:00Z)"},
+        {"--id", "a delivery id (a positive number; at most 1000 of them)"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        if (strcmp(table[i].opt, opt) == 0) {
+            return table[i].expects;
+        }
+    }
+    return "a number";
+}
+
 /*
  * Takes the option at argv[*i] if it is one of the filters of events and
  * replay, with its value. Returns 1 when taken, 0 when it is not a
@@ -200,15 +225,8 @@ static int main_parse_filter(int argc, char **argv, int *i,
         return 0;
     }
     if (!ok) {
-        fprintf(
-            stderr, "switchboard: %s needs %s\n", opt,
-            strcmp(opt, "--state") == 0 ? "pending, delivered or dead"
-            : strcmp(opt, "--since") == 0 || strcmp(opt, "--until") == 0
-                ? "a duration ago (2h) or an RFC 3339 time (2026-12-03T18:00:00Z)"
-            : strcmp(opt, "--id") == 0
-                ? "a delivery id (a positive number; at most 1000 of them)"
-            : strcmp(opt, "--output") == 0 ? "an output name"
-                                           : "a number");
+        fprintf(stderr, "switchboard: %s needs %s\n", opt,
+                main_filter_expects(opt));
         return -1;
     }
     (*i)++;
