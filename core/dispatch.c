@@ -1012,10 +1012,14 @@ static void dispatch_wake_workers(struct dispatch_lane *lane)
     pthread_mutex_unlock(&lane->mu);
 }
 
+/* Joins a lane's workers once all have ended; a stuck one is left be. */
 static void dispatch_join_workers(struct dispatch_lane *lane)
 {
     size_t k;
 
+    if (lane->alive > 0) {
+        return;
+    }
     for (k = 0; k < lane->workers_started; k++) {
         pthread_join(lane->workers[k], NULL);
     }
@@ -1045,9 +1049,7 @@ size_t sb_dispatch_stop(struct sb_dispatch *d, uint64_t grace_ms)
     }
     left = d->active;
     d->abandoned = left > 0;
-    if (left == 0) {
-        dispatch_each_lane(d, dispatch_join_workers);
-    }
+    dispatch_each_lane(d, dispatch_join_workers);
     pthread_mutex_unlock(&d->mu);
     return left;
 }

@@ -139,6 +139,30 @@ if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log/integration-san.txt"; then
     fail_step "integration runner (sanitizers) exited $rc"
 fi
 
+# And against a ThreadSanitizer build: the reload swap, dispatch lanes,
+# settles and metrics under real threads. A report makes serve exit 66,
+# which fails the case that stopped it.
+if sh tools/build.sh build-tsan CFLAGS="-g -O1 -fsanitize=thread" \
+    LDFLAGS="-fsanitize=thread" >"$log/build-tsan.txt" 2>&1; then
+    TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
+        SWITCHBOARD_BIN="$top/build-tsan/core/switchboard" \
+        SWITCHBOARD_PLUGINS_DIR="$top/build-tsan/plugins/.libs" \
+        SWITCHBOARD_TEST_PLUGINS_DIR="$top/build-tsan/tests/plugins/.libs" \
+        python3 tests/integration/run.py test_routing.py test_reload.py \
+        test_stop.py test_metrics.py test_file.py \
+        >"$log/integration-tsan.txt" 2>&1
+    rc=$?
+    grep -v ' passed, .* failed$' "$log/integration-tsan.txt" |
+        sed "s/^\(not \)\{0,1\}ok - /&threads: /"
+    count "$log/integration-tsan.txt"
+    if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log/integration-tsan.txt"; then
+        fail_step "integration runner (thread sanitizer) exited $rc"
+    fi
+else
+    tail -30 "$log/build-tsan.txt"
+    fail_step "build with the thread sanitizer"
+fi
+
 if [ "$skipped" -gt 0 ]; then
     echo "$passed passed, $failed failed, $skipped skipped"
 else
