@@ -1,9 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The second quick-start command, and what CI runs: install what is
-# missing, build twice (plain, and with ASan+UBSan and -Werror), run the
-# unit tests under the sanitizers, the integration tests against the real
-# binary, and a serve/stop cycle under valgrind. Ends with one line
+# missing, build (plain, and with ASan+UBSan, both -Werror), make
+# distcheck, check the layout, run the unit tests under the sanitizers,
+# the fuzz targets, the integration tests against the real binary (a
+# serve/stop cycle under valgrind among them), then the threaded ones
+# against the ASan/UBSan and ThreadSanitizer builds. Ends with one line
 # "N passed, N failed"; exits 1 when anything failed.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
