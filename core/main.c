@@ -831,6 +831,7 @@ static void main_reload(const struct main_args *args, struct main_server *s,
         sb_config_free(next);
         return;
     }
+    sb_rules_inherit_throttles(next->rules, (*current)->rules);
     sb_error_clear(&err);
     if (sb_dispatch_reload(s->dispatch, next, MAIN_DISPATCH_GRACE_MS, &err) !=
         SB_OK) {

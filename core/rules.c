@@ -125,6 +125,7 @@ struct sb_rule {
     struct rules_cond match;
     int stop;
     struct sb_template *throttle_key;
+    char *throttle_source; /* the key's template as written: reloads match it */
     uint64_t throttle_ms;
     struct rules_send *sends;
     size_t send_count;
@@ -1169,6 +1170,9 @@ static enum sb_status rules_compile_throttle(struct sb_yml *y,
 
         if (step == SB_OK && strcmp(sb_yml_text(k), "key") == 0) {
             step = rules_template(y, v, "throttle.key", &rule->throttle_key);
+            free(rule->throttle_source);
+            rule->throttle_source =
+                v->type == YAML_SCALAR_NODE ? strdup(sb_yml_text(v)) : NULL;
         } else if (step == SB_OK) {
             step = sb_yml_scalar(y, v, "per", &text);
             if (step == SB_OK && sb_config_parse_duration(
@@ -1242,6 +1246,7 @@ static void rules_rule_free(struct sb_rule *rule)
     }
     free(rule->sends);
     sb_template_free(rule->throttle_key);
+    free(rule->throttle_source);
     for (i = 0; i < rule->slot_count; i++) {
         free(rule->slots[i].key);
     }
@@ -1807,6 +1812,61 @@ static int rules_throttle_take(struct sb_rule *rule, const char *key,
     }
     pthread_mutex_unlock(&rule->lock);
     return allowed;
+}
+
+/*
+ * Copies `from`'s keys into `to`'s empty table, with from->lock held. A
+ * key whose window has passed is copied too: it counts as free anyway.
+ */
+static void rules_copy_throttle(struct sb_rule *to, const struct sb_rule *from)
+{
+    size_t i;
+
+    to->slot_count = from->slot_count;
+    to->slots = calloc(to->slot_count, sizeof(*to->slots));
+    if (to->slots == NULL) {
+        to->slot_count = 0;
+        return; /* fails open: the new rule starts with no key held */
+    }
+    for (i = 0; i < from->slot_count; i++) {
+        struct rules_throttle_slot *slot;
+
+        if (from->slots[i].key == NULL) {
+            continue;
+        }
+        slot = rules_slot(to, from->slots[i].key);
+        slot->key = strdup(from->slots[i].key);
+        slot->last_ms = from->slots[i].last_ms;
+        to->used += slot->key != NULL;
+    }
+}
+
+void sb_rules_inherit_throttles(struct sb_ruleset *next,
+                                const struct sb_ruleset *old)
+{
+    size_t i;
+    size_t k;
+
+    for (i = 0; i < next->count; i++) {
+        struct sb_rule *to = next->rules[i];
+
+        for (k = 0; to->throttle_source != NULL && k < old->count; k++) {
+            struct sb_rule *from = old->rules[k];
+
+            if (from->throttle_source == NULL ||
+                strcmp(from->name, to->name) != 0 ||
+                strcmp(from->throttle_source, to->throttle_source) != 0 ||
+                from->throttle_ms != to->throttle_ms) {
+                continue;
+            }
+            pthread_mutex_lock(&from->lock);
+            if (from->slots != NULL) {
+                rules_copy_throttle(to, from);
+            }
+            pthread_mutex_unlock(&from->lock);
+            break;
+        }
+    }
 }
 
 void sb_rules_release(const struct sb_ruleset *rules, struct sb_route *route)

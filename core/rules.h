@@ -132,4 +132,15 @@ void sb_route_cleanup(struct sb_route *route);
 /* Frees a rule set. Accepts NULL. */
 void sb_rules_free(struct sb_ruleset *rules);
 
+/*
+ * A reload: each throttled rule of `next` whose name, key template and
+ * window are those of a rule in `old` starts with the keys `old` holds
+ * inside their window, so reloading during an incident pages no one
+ * twice. Call before `next` routes anything; `old` may be in use. A key
+ * an in-flight request takes in `old` after this is not seen by `next`:
+ * at most one alert too many, never one too few.
+ */
+void sb_rules_inherit_throttles(struct sb_ruleset *next,
+                                const struct sb_ruleset *old);
+
 #endif

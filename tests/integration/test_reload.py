@@ -169,6 +169,34 @@ def case_reload_under_load_loses_nothing(ctx):
     h.check_eq(srv.stop(), 0, "exit code after SIGTERM")
 
 
+def case_throttles_survive_a_reload(ctx):
+    """A throttled rule that a reload leaves as it was keeps the keys it holds."""
+    throttled = {"name": "urgent", "throttle": {"key": "{{payload.caller_phone_number}}",
+                                                "per": "10m"}, "send": ["a"]}
+    cfg = base_config(ctx, [throttled])
+    srv = ctx.server(cfg)
+    call = h.load_example("inbound_end_of_call")
+    first = srv.post_ok(call)
+    h.wait_for("the first call delivered", lambda: first in delivered_to(ctx, "a"))
+
+    cfg["rules"] = [throttled, {"name": "also", "send": ["b"]}]
+    reload(srv, ctx, cfg, 'msg="config reloaded"')
+    again = srv.post_ok(call)
+    h.wait_for("the repeat reaches b", lambda: again in delivered_to(ctx, "b"))
+    stored = {e["id"]: e for e in h.events_json(ctx, srv.cfg_path)}
+    h.check_eq([d["output"] for d in stored[again]["deliveries"]], ["b"],
+               "the repeat call within 10m, after the reload, is throttled for a")
+
+    # A different window is a different throttle: it starts afresh.
+    cfg["rules"] = [dict(throttled, throttle={"key": "{{payload.caller_phone_number}}",
+                                              "per": "20m"})]
+    reload(srv, ctx, cfg, 'msg="config reloaded"')
+    third = srv.post_ok(call)
+    h.wait_for("with a new window the call sends again",
+               lambda: third in delivered_to(ctx, "a"))
+    h.check_eq(srv.stop(), 0, "exit code after SIGTERM")
+
+
 def case_sighup_reopens_and_keeps_file_output(ctx):
     """logrotate's SIGHUP with an unchanged config: the file output reopens its path."""
     cfg = base_config(ctx, [{"name": "to-f", "send": ["f"]}],
@@ -197,6 +225,8 @@ CASES = [
      case_changed_and_removed_outputs),
     ("reloads under load: every request answered 200, every event delivered",
      case_reload_under_load_loses_nothing),
+    ("a throttle a reload leaves alone keeps its keys; a changed one starts afresh",
+     case_throttles_survive_a_reload),
     ("SIGHUP after logrotate's mv: the file output writes a fresh file",
      case_sighup_reopens_and_keeps_file_output),
 ]
