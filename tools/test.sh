@@ -59,7 +59,7 @@ else
 fi
 
 # Layout: the committed .clang-format settles it (STYLE.md).
-if clang-format --dry-run --Werror core/*.[ch] tests/unit/*.c plugins/*/*.c \
+if clang-format --dry-run --Werror core/*.[ch] tests/unit/*.c plugins/*/*.[ch] \
     tests/plugins/*.c include/switchboard/*.h \
     >"$log/format.txt" 2>&1; then
     echo "ok - C sources follow .clang-format"

@@ -24,58 +24,31 @@
 
 #include <switchboard/plugin.h>
 
-#define HTTP_POOL_MAX    64 /* idle handles kept per output */
-#define HTTP_HEADERS_MAX 32 /* headers an output may set */
-#define HTTP_HOST_MAX    256
+#include "../common/web.h"
+
+#define HTTP_HEADERS_MAX 32  /* headers an output may set */
 #define HTTP_KEY_MAX     256 /* bytes of a decoded signing key */
 #define HTTP_SECRET_TAG  "whsec_"
 #define HTTP_SHA256_LEN  32
-
-enum http_kind {
-    HTTP_STRING,
-    HTTP_PATH,
-    HTTP_BOOLEAN,
-    HTTP_DURATION,
-};
 
 /* What the config says; strings are owned copies. */
 struct http_conf {
     char *url;
     char *method;
     char *signing_secret;
-    char *ca_file;
-    int tls_verify;
-    uint64_t timeout_ms;
-    uint64_t connect_timeout_ms;
-};
-
-struct http_option {
-    const char *key;
-    enum http_kind kind;
-    int required;
-    size_t offset;   /* in struct http_conf */
-    uint64_t def;    /* booleans and durations */
-    uint64_t max_ms; /* durations: the longest accepted */
+    struct web_transport transport; /* ca_file, tls_verify, timeouts */
 };
 
 #define HTTP_AT(member) offsetof(struct http_conf, member)
 
 /* `headers`, a map of names to values, is read apart: see http_headers. */
-static const struct http_option http_options[] = {
+static const struct web_option http_options[] = {
     /* Where to send; http:// or https://. */
-    {"url", HTTP_STRING, 1, HTTP_AT(url), 0, 0},
+    {"url", WEB_STRING, 1, HTTP_AT(url), 0, 0},
     /* POST (the default) or PUT, in any case. */
-    {"method", HTTP_STRING, 0, HTTP_AT(method), 0, 0},
+    {"method", WEB_STRING, 0, HTTP_AT(method), 0, 0},
     /* whsec_<base64 key>: sign each request (Standard Webhooks). */
-    {"signing_secret", HTTP_STRING, 0, HTTP_AT(signing_secret), 0, 0},
-    /* PEM bundle of the CAs to trust instead of the system's. */
-    {"ca_file", HTTP_PATH, 0, HTTP_AT(ca_file), 0, 0},
-    /* Off only by an explicit choice, logged at warn. */
-    {"tls_verify", HTTP_BOOLEAN, 0, HTTP_AT(tls_verify), 1, 0},
-    /* The whole attempt, connecting included. */
-    {"timeout", HTTP_DURATION, 0, HTTP_AT(timeout_ms), 10000, 600000},
-    {"connect_timeout", HTTP_DURATION, 0, HTTP_AT(connect_timeout_ms), 5000,
-     600000},
+    {"signing_secret", WEB_STRING, 0, HTTP_AT(signing_secret), 0, 0},
 };
 
 /* A configured header whose value names the event: rendered per request. */
@@ -87,43 +60,17 @@ struct http_dynamic {
 struct http {
     const struct sb_plugin_host *host;
     struct http_conf conf;
-    char host_name[HTTP_HOST_MAX]; /* the URL's host: what logs show */
-    int put;                       /* method: PUT, else POST */
+    char host_name[WEB_HOST_MAX]; /* the URL's host: what logs show */
+    int put;                      /* method: PUT, else POST */
     unsigned char key[HTTP_KEY_MAX];
     size_t key_len; /* 0: requests are not signed */
     int has_content_type;
     struct curl_slist *headers; /* the user's fixed ones, then ours */
     struct http_dynamic dynamic[HTTP_HEADERS_MAX];
     size_t dynamic_count;
-    int curl_ready; /* holds a curl_global_init reference */
-    pthread_mutex_t lock;
-    CURL *idle[HTTP_POOL_MAX]; /* handles no deliver() is using */
-    size_t idle_count;
+    int curl_ready; /* holds a web_global_take reference */
+    struct web_pool pool;
 };
-
-/*
- * curl_global_init is not thread-safe and counts its callers: every
- * instance that will deliver takes one reference under this lock and
- * gives it back in destroy(), so nothing of curl's outlives the plugin.
- */
-static pthread_mutex_t http_global_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int http_global_take(void)
-{
-    CURLcode code;
-
-    pthread_mutex_lock(&http_global_lock);
-    code = curl_global_init(CURL_GLOBAL_DEFAULT);
-    pthread_mutex_unlock(&http_global_lock);
-    return code == CURLE_OK ? 0 : -1;
-}
-
-static void http_global_give(void)
-{
-    pthread_mutex_lock(&http_global_lock);
-    curl_global_cleanup();
-    pthread_mutex_unlock(&http_global_lock);
-}
 
 /* ---- base64 (RFC 4648 §4, padded) -------------------------------------- */
 
@@ -368,95 +315,6 @@ static char *http_template_render(const struct http_dynamic *d,
 
 /* ---- config ------------------------------------------------------------ */
 
-static int http_read_string(const struct sb_plugin_config *cfg,
-                            const struct sb_plugin_host *host,
-                            const struct http_option *opt, char **out)
-{
-    const char *text = NULL;
-    int rc =
-        opt->kind == HTTP_PATH
-            ? host->config_path(cfg, opt->key, opt->required, NULL, &text)
-            : host->config_string(cfg, opt->key, opt->required, NULL, &text);
-
-    if (rc != 0 || text == NULL) {
-        return rc;
-    }
-    *out = strdup(text);
-    if (*out == NULL) {
-        return host->config_error(cfg, opt->key, "%s: out of memory", opt->key);
-    }
-    return 0;
-}
-
-static int http_read_option(const struct sb_plugin_config *cfg,
-                            const struct sb_plugin_host *host,
-                            const struct http_option *opt,
-                            struct http_conf *conf)
-{
-    void *at = (char *)conf + opt->offset;
-    uint64_t *ms = at;
-    int rc;
-
-    switch (opt->kind) {
-    case HTTP_STRING:
-    case HTTP_PATH:
-        return http_read_string(cfg, host, opt, at);
-    case HTTP_BOOLEAN:
-        return host->config_boolean(cfg, opt->key, opt->required, (int)opt->def,
-                                    at);
-    case HTTP_DURATION:
-        rc = host->config_duration(cfg, opt->key, opt->required, opt->def, ms);
-        if (rc == 0 && (*ms == 0 || *ms > opt->max_ms)) {
-            return host->config_error(cfg, opt->key,
-                                      "%s: expected 1ms to %llus", opt->key,
-                                      (unsigned long long)opt->max_ms / 1000);
-        }
-        return rc;
-    }
-    return -1;
-}
-
-/*
- * Copies the host of an http(s) URL into out_host. Returns 1 for https,
- * 0 for http, -1 for anything else: another scheme, user info (put
- * credentials in a header), an empty host, a bad port.
- */
-static int http_url_host(const char *url, char *out_host, size_t size)
-{
-    int tls = strncasecmp(url, "https://", 8) == 0;
-    const char *at = url + (tls ? 8 : 7);
-    size_t authority;
-    size_t host_len;
-    size_t i;
-
-    out_host[0] = '\0';
-    if (!tls && strncasecmp(url, "http://", 7) != 0) {
-        return -1;
-    }
-    for (i = 0; url[i] != '\0'; i++) {
-        if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f) {
-            return -1;
-        }
-    }
-    authority = strcspn(at, "/?#");
-    host_len = at[0] == '[' ? strcspn(at, "]") + 1 : strcspn(at, ":/?#");
-    if (memchr(at, '@', authority) != NULL || host_len == 0 ||
-        host_len > authority || host_len >= size) {
-        return -1;
-    }
-    for (i = host_len + 1; i < authority; i++) {
-        if (at[host_len] != ':' || at[i] < '0' || at[i] > '9') {
-            return -1;
-        }
-    }
-    if (host_len < authority && at[host_len] != ':') {
-        return -1;
-    }
-    memcpy(out_host, at, host_len);
-    out_host[host_len] = '\0';
-    return tls;
-}
-
 /* RFC 9110 §5.6.2: a token. */
 static int http_is_token(const char *s)
 {
@@ -624,7 +482,7 @@ static int http_check(const struct sb_plugin_config *cfg, struct http *s)
     int rc = 0;
 
     if (c->url != NULL &&
-        http_url_host(c->url, s->host_name, sizeof(s->host_name)) < 0) {
+        web_url_host(c->url, s->host_name, sizeof(s->host_name)) < 0) {
         rc = host->config_error(cfg, "url",
                                 "url: expected an http:// or https:// URL");
     }
@@ -635,10 +493,6 @@ static int http_check(const struct sb_plugin_config *cfg, struct http *s)
     s->put = c->method != NULL && strcasecmp(c->method, "PUT") == 0;
     if (c->signing_secret != NULL) {
         rc |= http_check_secret(cfg, s);
-    }
-    if (c->ca_file != NULL && access(c->ca_file, R_OK) != 0) {
-        rc =
-            host->config_error(cfg, "ca_file", "ca_file: cannot read the file");
     }
     return rc;
 }
@@ -667,23 +521,16 @@ static CURL *http_handle_new(const struct http *s)
             rc = curl_easy_setopt(h, (opt), (val)); \
         }                                           \
     } while (0)
-    HTTP_SET(CURLOPT_URL, c->url);
-    HTTP_SET(CURLOPT_NOSIGNAL, 1L);
-    HTTP_SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    HTTP_SET(CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-    HTTP_SET(CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-    HTTP_SET(CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
-    HTTP_SET(CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
-    if (c->ca_file != NULL) {
-        HTTP_SET(CURLOPT_CAINFO, c->ca_file);
+    if (rc == CURLE_OK) {
+        rc = web_handle_transport(h, &c->transport);
     }
+    HTTP_SET(CURLOPT_URL, c->url);
     /* A PUT is sent the way a POST is, under its own name. */
     HTTP_SET(CURLOPT_POST, 1L);
     if (s->put) {
         HTTP_SET(CURLOPT_CUSTOMREQUEST, "PUT");
     }
     HTTP_SET(CURLOPT_HTTPHEADER, s->headers);
-    HTTP_SET(CURLOPT_USERAGENT, "switchboard");
     HTTP_SET(CURLOPT_WRITEFUNCTION, http_on_reply);
 #undef HTTP_SET
     if (rc != CURLE_OK) {
@@ -696,29 +543,9 @@ static CURL *http_handle_new(const struct http *s)
 /* An idle handle, or a new one; NULL only when curl cannot make one. */
 static CURL *http_handle_take(struct http *s)
 {
-    CURL *h = NULL;
+    CURL *h = web_pool_take(&s->pool);
 
-    pthread_mutex_lock(&s->lock);
-    if (s->idle_count > 0) {
-        h = s->idle[--s->idle_count];
-    }
-    pthread_mutex_unlock(&s->lock);
     return h != NULL ? h : http_handle_new(s);
-}
-
-/* Keeps the handle, and its open connection, for the next deliver(). */
-static void http_handle_give(struct http *s, CURL *h)
-{
-    if (h == NULL) {
-        return;
-    }
-    pthread_mutex_lock(&s->lock);
-    if (s->idle_count < HTTP_POOL_MAX) {
-        s->idle[s->idle_count++] = h;
-        h = NULL;
-    }
-    pthread_mutex_unlock(&s->lock);
-    curl_easy_cleanup(h);
 }
 
 /* Header lines may hold tokens: wiped before they are freed. */
@@ -908,9 +735,7 @@ static void http_destroy(void *instance)
     if (s == NULL) {
         return;
     }
-    for (i = 0; i < s->idle_count; i++) {
-        curl_easy_cleanup(s->idle[i]);
-    }
+    web_pool_destroy(&s->pool);
     http_headers_free(s->headers);
     for (i = 0; i < s->dynamic_count; i++) {
         explicit_bzero(s->dynamic[i].value, strlen(s->dynamic[i].value));
@@ -918,9 +743,8 @@ static void http_destroy(void *instance)
         free(s->dynamic[i].value);
     }
     if (s->curl_ready) {
-        http_global_give();
+        web_global_give();
     }
-    pthread_mutex_destroy(&s->lock);
     /* The URL may carry a token, the secret is one. */
     if (s->conf.url != NULL) {
         explicit_bzero(s->conf.url, strlen(s->conf.url));
@@ -932,7 +756,7 @@ static void http_destroy(void *instance)
     free(s->conf.url);
     free(s->conf.method);
     free(s->conf.signing_secret);
-    free(s->conf.ca_file);
+    web_transport_cleanup(&s->conf.transport);
     free(s);
 }
 
@@ -941,7 +765,7 @@ static int http_start(struct http *s)
 {
     int rc = 0;
 
-    if (http_global_take() != 0) {
+    if (web_global_take() != 0) {
         s->host->log(s->host, SB_PLUGIN_LOG_ERROR, "libcurl did not start");
         return -1;
     }
@@ -964,15 +788,13 @@ static void http_warn(const struct http *s)
 {
     const struct sb_plugin_host *host = s->host;
 
-    if (!s->conf.tls_verify) {
+    if (!s->conf.transport.tls_verify) {
         host->log(host, SB_PLUGIN_LOG_WARN,
                   "tls_verify is false: the certificate of %s is not checked",
                   s->host_name);
     }
     if (strncasecmp(s->conf.url, "http://", 7) == 0 &&
-        strcmp(s->host_name, "127.0.0.1") != 0 &&
-        strcasecmp(s->host_name, "localhost") != 0 &&
-        strcmp(s->host_name, "[::1]") != 0) {
+        !web_is_loopback(s->host_name)) {
         host->log(host, SB_PLUGIN_LOG_WARN,
                   "url is plain http: requests to %s travel unencrypted",
                   s->host_name);
@@ -983,19 +805,19 @@ static int http_create(const struct sb_plugin_config *cfg,
                        const struct sb_plugin_host *host, void **out_instance)
 {
     struct http *s = calloc(1, sizeof(*s));
-    int rc = 0;
-    size_t i;
+    int rc;
 
     *out_instance = NULL;
-    if (s == NULL || pthread_mutex_init(&s->lock, NULL) != 0) {
+    if (s == NULL || web_pool_init(&s->pool) != 0) {
         free(s);
         host->log(host, SB_PLUGIN_LOG_ERROR, "out of memory");
         return -1;
     }
     s->host = host;
-    for (i = 0; i < sizeof(http_options) / sizeof(http_options[0]); i++) {
-        rc |= http_read_option(cfg, host, &http_options[i], &s->conf);
-    }
+    rc = web_read_options(cfg, host, http_options,
+                          sizeof(http_options) / sizeof(http_options[0]),
+                          &s->conf);
+    rc |= web_read_transport(cfg, host, &s->conf.transport);
     rc |= http_check(cfg, s);
     rc |= http_headers(cfg, s);
     if (rc == 0) {
@@ -1038,7 +860,7 @@ static enum sb_plugin_status http_deliver(void *instance,
     } else {
         st = http_send(s, h, msg, headers != NULL ? headers : s->headers, out);
     }
-    http_handle_give(s, h);
+    web_pool_give(&s->pool, h);
     http_headers_free(headers);
     return st;
 }

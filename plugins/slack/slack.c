@@ -20,18 +20,11 @@
 
 #include <switchboard/plugin.h>
 
-#define SLACK_POOL_MAX  64            /* idle handles kept per output */
+#include "../common/web.h"
+
 #define SLACK_BODY_MAX  (1024 * 1024) /* the JSON we post */
 #define SLACK_REPLY_MAX 128           /* kept of Slack's answer: one word */
 #define SLACK_WORD_MAX  64            /* the longest error word we quote */
-#define SLACK_HOST_MAX  256
-
-enum slack_kind {
-    SLACK_STRING,
-    SLACK_PATH,
-    SLACK_BOOLEAN,
-    SLACK_DURATION,
-};
 
 /* What the config says; strings are owned copies. */
 struct slack_conf {
@@ -39,51 +32,29 @@ struct slack_conf {
     char *channel;
     char *username;
     char *icon_emoji;
-    char *ca_file;
-    int tls_verify;
-    uint64_t timeout_ms;
-    uint64_t connect_timeout_ms;
-};
-
-struct slack_option {
-    const char *key;
-    enum slack_kind kind;
-    int required;
-    size_t offset;   /* in struct slack_conf */
-    uint64_t def;    /* booleans and durations */
-    uint64_t max_ms; /* durations: the longest accepted */
+    struct web_transport transport; /* ca_file, tls_verify, timeouts */
 };
 
 #define SLACK_AT(member) offsetof(struct slack_conf, member)
 
-static const struct slack_option slack_options[] = {
+static const struct web_option slack_options[] = {
     /* The incoming webhook; its path is a secret. */
-    {"webhook_url", SLACK_STRING, 1, SLACK_AT(webhook_url), 0, 0},
+    {"webhook_url", WEB_STRING, 1, SLACK_AT(webhook_url), 0, 0},
     /* Overrides the webhook's channel, e.g. "#on-call". */
-    {"channel", SLACK_STRING, 0, SLACK_AT(channel), 0, 0},
+    {"channel", WEB_STRING, 0, SLACK_AT(channel), 0, 0},
     /* Overrides the name the message is posted under. */
-    {"username", SLACK_STRING, 0, SLACK_AT(username), 0, 0},
+    {"username", WEB_STRING, 0, SLACK_AT(username), 0, 0},
     /* Overrides the poster's icon, e.g. ":telephone_receiver:". */
-    {"icon_emoji", SLACK_STRING, 0, SLACK_AT(icon_emoji), 0, 0},
-    /* PEM bundle of the CAs to trust instead of the system's. */
-    {"ca_file", SLACK_PATH, 0, SLACK_AT(ca_file), 0, 0},
-    /* Off only by an explicit choice, logged at warn. */
-    {"tls_verify", SLACK_BOOLEAN, 0, SLACK_AT(tls_verify), 1, 0},
-    /* The whole attempt, connecting included. */
-    {"timeout", SLACK_DURATION, 0, SLACK_AT(timeout_ms), 10000, 600000},
-    {"connect_timeout", SLACK_DURATION, 0, SLACK_AT(connect_timeout_ms), 5000,
-     600000},
+    {"icon_emoji", WEB_STRING, 0, SLACK_AT(icon_emoji), 0, 0},
 };
 
 struct slack {
     const struct sb_plugin_host *host;
     struct slack_conf conf;
-    char host_name[SLACK_HOST_MAX]; /* the URL's host: what logs show */
+    char host_name[WEB_HOST_MAX]; /* the URL's host: what logs show */
     struct curl_slist *headers;
-    int curl_ready; /* holds a curl_global_init reference */
-    pthread_mutex_t lock;
-    CURL *idle[SLACK_POOL_MAX]; /* handles no deliver() is using */
-    size_t idle_count;
+    int curl_ready; /* holds a web_global_take reference */
+    struct web_pool pool;
 };
 
 /* Slack's answer, cut at SLACK_REPLY_MAX. */
@@ -92,126 +63,7 @@ struct slack_reply {
     size_t len;
 };
 
-/*
- * curl_global_init is not thread-safe and counts its callers: every
- * instance that will deliver takes one reference under this lock and
- * gives it back in destroy(), so nothing of curl's outlives the plugin.
- */
-static pthread_mutex_t slack_global_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int slack_global_take(void)
-{
-    CURLcode code;
-
-    pthread_mutex_lock(&slack_global_lock);
-    code = curl_global_init(CURL_GLOBAL_DEFAULT);
-    pthread_mutex_unlock(&slack_global_lock);
-    return code == CURLE_OK ? 0 : -1;
-}
-
-static void slack_global_give(void)
-{
-    pthread_mutex_lock(&slack_global_lock);
-    curl_global_cleanup();
-    pthread_mutex_unlock(&slack_global_lock);
-}
-
 /* ---- config ------------------------------------------------------------ */
-
-static int slack_read_string(const struct sb_plugin_config *cfg,
-                             const struct sb_plugin_host *host,
-                             const struct slack_option *opt, char **out)
-{
-    const char *text = NULL;
-    int rc =
-        opt->kind == SLACK_PATH
-            ? host->config_path(cfg, opt->key, opt->required, NULL, &text)
-            : host->config_string(cfg, opt->key, opt->required, NULL, &text);
-
-    if (rc != 0 || text == NULL) {
-        return rc;
-    }
-    *out = strdup(text);
-    if (*out == NULL) {
-        return host->config_error(cfg, opt->key, "%s: out of memory", opt->key);
-    }
-    return 0;
-}
-
-static int slack_read_option(const struct sb_plugin_config *cfg,
-                             const struct sb_plugin_host *host,
-                             const struct slack_option *opt,
-                             struct slack_conf *conf)
-{
-    void *at = (char *)conf + opt->offset;
-    uint64_t *ms = at;
-    int rc;
-
-    switch (opt->kind) {
-    case SLACK_STRING:
-    case SLACK_PATH:
-        return slack_read_string(cfg, host, opt, at);
-    case SLACK_BOOLEAN:
-        return host->config_boolean(cfg, opt->key, opt->required, (int)opt->def,
-                                    at);
-    case SLACK_DURATION:
-        rc = host->config_duration(cfg, opt->key, opt->required, opt->def, ms);
-        if (rc == 0 && (*ms == 0 || *ms > opt->max_ms)) {
-            return host->config_error(cfg, opt->key,
-                                      "%s: expected 1ms to %llus", opt->key,
-                                      (unsigned long long)opt->max_ms / 1000);
-        }
-        return rc;
-    }
-    return -1;
-}
-
-static int slack_is_loopback(const char *host)
-{
-    return strcmp(host, "127.0.0.1") == 0 ||
-           strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0;
-}
-
-/*
- * Copies the host of an http(s) URL into out_host. Returns 1 for https,
- * 0 for http, -1 for anything else: another scheme, user info (a
- * password has no place in a webhook URL), an empty host, a bad port.
- */
-static int slack_url_host(const char *url, char *out_host, size_t size)
-{
-    int tls = strncasecmp(url, "https://", 8) == 0;
-    const char *at = url + (tls ? 8 : 7);
-    size_t authority;
-    size_t host_len;
-    size_t i;
-
-    out_host[0] = '\0';
-    if (!tls && strncasecmp(url, "http://", 7) != 0) {
-        return -1;
-    }
-    for (i = 0; url[i] != '\0'; i++) {
-        if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f) {
-            return -1;
-        }
-    }
-    authority = strcspn(at, "/?#");
-    host_len = at[0] == '[' ? strcspn(at, "]") + 1 : strcspn(at, ":/?#");
-    if (memchr(at, '@', authority) != NULL || host_len == 0 ||
-        host_len > authority || host_len >= size) {
-        return -1;
-    }
-    for (i = host_len + 1; i < authority; i++) {
-        if (at[host_len] != ':' || at[i] < '0' || at[i] > '9') {
-            return -1;
-        }
-    }
-    if (host_len < authority && at[host_len] != ':') {
-        return -1;
-    }
-    memcpy(out_host, at, host_len);
-    out_host[host_len] = '\0';
-    return tls;
-}
 
 /* Checks the values that were read; each problem is recorded. */
 static int slack_check(const struct sb_plugin_config *cfg, struct slack *s)
@@ -221,17 +73,13 @@ static int slack_check(const struct sb_plugin_config *cfg, struct slack *s)
     int rc = 0;
 
     if (s->conf.webhook_url != NULL) {
-        scheme = slack_url_host(s->conf.webhook_url, s->host_name,
-                                sizeof(s->host_name));
+        scheme = web_url_host(s->conf.webhook_url, s->host_name,
+                              sizeof(s->host_name));
     }
-    if (scheme < 0 || (scheme == 0 && !slack_is_loopback(s->host_name))) {
+    if (scheme < 0 || (scheme == 0 && !web_is_loopback(s->host_name))) {
         rc = host->config_error(
             cfg, "webhook_url",
             "webhook_url: expected https://, or http:// to localhost");
-    }
-    if (s->conf.ca_file != NULL && access(s->conf.ca_file, R_OK) != 0) {
-        rc =
-            host->config_error(cfg, "ca_file", "ca_file: cannot read the file");
     }
     return rc;
 }
@@ -265,19 +113,12 @@ static CURL *slack_handle_new(const struct slack *s)
             rc = curl_easy_setopt(h, (opt), (val)); \
         }                                           \
     } while (0)
-    SLACK_SET(CURLOPT_URL, c->webhook_url);
-    SLACK_SET(CURLOPT_NOSIGNAL, 1L);
-    SLACK_SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SLACK_SET(CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-    SLACK_SET(CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-    SLACK_SET(CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
-    SLACK_SET(CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
-    if (c->ca_file != NULL) {
-        SLACK_SET(CURLOPT_CAINFO, c->ca_file);
+    if (rc == CURLE_OK) {
+        rc = web_handle_transport(h, &c->transport);
     }
+    SLACK_SET(CURLOPT_URL, c->webhook_url);
     SLACK_SET(CURLOPT_POST, 1L);
     SLACK_SET(CURLOPT_HTTPHEADER, s->headers);
-    SLACK_SET(CURLOPT_USERAGENT, "switchboard");
     SLACK_SET(CURLOPT_WRITEFUNCTION, slack_on_reply);
 #undef SLACK_SET
     if (rc != CURLE_OK) {
@@ -290,29 +131,9 @@ static CURL *slack_handle_new(const struct slack *s)
 /* An idle handle, or a new one; NULL only when curl cannot make one. */
 static CURL *slack_handle_take(struct slack *s)
 {
-    CURL *h = NULL;
+    CURL *h = web_pool_take(&s->pool);
 
-    pthread_mutex_lock(&s->lock);
-    if (s->idle_count > 0) {
-        h = s->idle[--s->idle_count];
-    }
-    pthread_mutex_unlock(&s->lock);
     return h != NULL ? h : slack_handle_new(s);
-}
-
-/* Keeps the handle, and its open connection, for the next deliver(). */
-static void slack_handle_give(struct slack *s, CURL *h)
-{
-    if (h == NULL) {
-        return;
-    }
-    pthread_mutex_lock(&s->lock);
-    if (s->idle_count < SLACK_POOL_MAX) {
-        s->idle[s->idle_count++] = h;
-        h = NULL;
-    }
-    pthread_mutex_unlock(&s->lock);
-    curl_easy_cleanup(h);
 }
 
 /* ---- the message ------------------------------------------------------- */
@@ -485,19 +306,15 @@ static enum sb_plugin_status slack_post(struct slack *s, CURL *h,
 static void slack_destroy(void *instance)
 {
     struct slack *s = instance;
-    size_t i;
 
     if (s == NULL) {
         return;
     }
-    for (i = 0; i < s->idle_count; i++) {
-        curl_easy_cleanup(s->idle[i]);
-    }
+    web_pool_destroy(&s->pool);
     curl_slist_free_all(s->headers);
     if (s->curl_ready) {
-        slack_global_give();
+        web_global_give();
     }
-    pthread_mutex_destroy(&s->lock);
     if (s->conf.webhook_url != NULL) {
         explicit_bzero(s->conf.webhook_url, strlen(s->conf.webhook_url));
     }
@@ -505,7 +322,7 @@ static void slack_destroy(void *instance)
     free(s->conf.channel);
     free(s->conf.username);
     free(s->conf.icon_emoji);
-    free(s->conf.ca_file);
+    web_transport_cleanup(&s->conf.transport);
     free(s);
 }
 
@@ -514,7 +331,7 @@ static int slack_start(struct slack *s)
 {
     struct curl_slist *more;
 
-    if (slack_global_take() != 0) {
+    if (web_global_take() != 0) {
         s->host->log(s->host, SB_PLUGIN_LOG_ERROR, "libcurl did not start");
         return -1;
     }
@@ -533,21 +350,21 @@ static int slack_create(const struct sb_plugin_config *cfg,
                         const struct sb_plugin_host *host, void **out_instance)
 {
     struct slack *s = calloc(1, sizeof(*s));
-    int rc = 0;
-    size_t i;
+    int rc;
 
     *out_instance = NULL;
-    if (s == NULL || pthread_mutex_init(&s->lock, NULL) != 0) {
+    if (s == NULL || web_pool_init(&s->pool) != 0) {
         free(s);
         host->log(host, SB_PLUGIN_LOG_ERROR, "out of memory");
         return -1;
     }
     s->host = host;
-    for (i = 0; i < sizeof(slack_options) / sizeof(slack_options[0]); i++) {
-        rc |= slack_read_option(cfg, host, &slack_options[i], &s->conf);
-    }
+    rc = web_read_options(cfg, host, slack_options,
+                          sizeof(slack_options) / sizeof(slack_options[0]),
+                          &s->conf);
+    rc |= web_read_transport(cfg, host, &s->conf.transport);
     rc |= slack_check(cfg, s);
-    if (rc == 0 && !s->conf.tls_verify) {
+    if (rc == 0 && !s->conf.transport.tls_verify) {
         host->log(host, SB_PLUGIN_LOG_WARN,
                   "tls_verify is false: the certificate of %s is not checked",
                   s->host_name);
@@ -590,7 +407,7 @@ static enum sb_plugin_status slack_deliver(void *instance,
     } else {
         st = slack_post(s, h, body, len, out);
     }
-    slack_handle_give(s, h);
+    web_pool_give(&s->pool, h);
     free(body);
     return st;
 }

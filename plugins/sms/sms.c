@@ -20,14 +20,17 @@
 
 #include <switchboard/plugin.h>
 
+#include "../common/web.h"
+
 #define SMS_MAX_RECIPIENTS 32
 #define SMS_MAX_HEADERS    32
 #define SMS_BODY_MAX_CHARS 1600 /* Twilio's limit, in characters */
 #define SMS_ELLIPSIS       "\xe2\x80\xa6"
 #define SMS_SENT_SLOTS     256 /* recipients remembered across retries */
-#define SMS_HANDLES        64 /* pooled curl handles: an output's most workers */
-#define SMS_REPLY_MAX      8192 /* reply bytes kept to find Twilio's code */
-#define SMS_TWILIO_URL     "https://api.twilio.com"
+/* Pooled curl handles: as many as an output can have workers. */
+#define SMS_HANDLES    64
+#define SMS_REPLY_MAX  8192 /* reply bytes kept to find Twilio's code */
+#define SMS_TWILIO_URL "https://api.twilio.com"
 
 enum sms_provider {
     SMS_TWILIO = 1,
@@ -203,12 +206,6 @@ static int sms_is_e164(const char *s)
     return n >= 8 && n <= 15;
 }
 
-static int sms_is_loopback(const char *host)
-{
-    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0 ||
-           strcasecmp(host, "localhost") == 0;
-}
-
 /*
  * Checks that `key` holds an https URL (http only on loopback, for tests
  * and local gateways) and gives its host, the one part logs may show.
@@ -230,7 +227,7 @@ static int sms_check_url(const struct sb_plugin_host *host,
         goto out;
     }
     if (strcmp(scheme, "https") != 0 &&
-        !(strcmp(scheme, "http") == 0 && sms_is_loopback(name))) {
+        !(strcmp(scheme, "http") == 0 && web_is_loopback(name))) {
         host->config_error(
             cfg, key,
             "%s: expected https:// (http:// only to 127.0.0.1 or localhost)",

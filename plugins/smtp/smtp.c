@@ -20,6 +20,8 @@
 
 #include <switchboard/plugin.h>
 
+#include "../common/web.h"
+
 #define SMTP_MAX_RECIPIENTS 50
 #define SMTP_MAX_NAME       128           /* display name, in bytes */
 #define SMTP_MAX_ADDRESS    254           /* RFC 5321 path limit */
@@ -571,12 +573,6 @@ static int smtp_read_addresses(struct smtp *smtp,
     return rc;
 }
 
-static int smtp_is_loopback(const char *host)
-{
-    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0 ||
-           strcasecmp(host, "localhost") == 0;
-}
-
 /* The URL's scheme picks the TLS mode; starttls refines smtp:// only. */
 static int smtp_read_tls_mode(struct smtp *smtp,
                               const struct sb_plugin_config *cfg,
@@ -599,7 +595,7 @@ static int smtp_read_tls_mode(struct smtp *smtp,
             cfg, "starttls", "starttls: expected required, optional or off");
     }
     if (!implicit && smtp->use_ssl != (long)CURLUSESSL_ALL &&
-        smtp->host_name != NULL && !smtp_is_loopback(smtp->host_name) &&
+        smtp->host_name != NULL && !web_is_loopback(smtp->host_name) &&
         !smtp->host->check_only) {
         smtp->host->log(smtp->host, SB_PLUGIN_LOG_WARN,
                         "mail to %s may travel unencrypted (starttls: %s)",

@@ -75,6 +75,19 @@ def check_eq(got, want, what):
 # Locating the binary, ports, files
 # --------------------------------------------------------------------------
 
+def reexec_under_debian_python():
+    """Start this test file again under /usr/bin/python3, if that is another python.
+
+    Debian's Python packages (python3-aiosmtpd, python3-prometheus-client)
+    are importable only by Debian's python3; a python3 earlier in PATH
+    (pyenv, a venv) does not see them. Returns only when it cannot help.
+    """
+    if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3") \
+            and not os.environ.get("SB_ITEST_REEXEC"):
+        os.environ["SB_ITEST_REEXEC"] = "1"
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+
+
 def binary():
     """The switchboard binary under test: $SWITCHBOARD_BIN, else the build tree's."""
     return os.environ.get("SWITCHBOARD_BIN") or os.path.join(REPO, "build", "core", "switchboard")

@@ -22,12 +22,7 @@ import harness as h  # noqa: E402
 try:
     from prometheus_client.parser import text_string_to_metric_families
 except ImportError:
-    # python3-prometheus-client is Debian's package, importable only by
-    # Debian's python3; a python3 earlier in PATH (pyenv, a venv) lacks it.
-    if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3") \
-            and not os.environ.get("SB_ITEST_REEXEC"):
-        os.environ["SB_ITEST_REEXEC"] = "1"
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    h.reexec_under_debian_python()  # its packages are Debian's
     text_string_to_metric_families = None
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -28,12 +28,7 @@ from test_slack import StandIn  # noqa: E402
 try:
     from aiosmtpd.controller import Controller
 except ImportError:
-    # python3-aiosmtpd is Debian's package, importable only by Debian's
-    # python3; a python3 earlier in PATH (pyenv, a venv) does not see it.
-    if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3") \
-            and not os.environ.get("SB_ITEST_REEXEC"):
-        os.environ["SB_ITEST_REEXEC"] = "1"
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    h.reexec_under_debian_python()  # its packages are Debian's
     Controller = None
 
 warnings.filterwarnings("ignore", module="aiosmtpd")
